@@ -1,0 +1,1 @@
+"""nir_bridge package."""

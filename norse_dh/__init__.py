@@ -1,0 +1,44 @@
+"""norse-dh: dendritic-heterogeneity LIF neurons and friends for Norse.
+
+>>> from norse_dh import DHLIFCell
+"""
+
+from norse_dh.functional import DHLIFParameters, DHLIFState, MultiGaussianParameters, dhlif_step
+from norse_dh.masks import dendritic_mask
+from norse_dh.modules import (
+    DHLIF,
+    DendriticLinear,
+    DHLIFCell,
+    DHLIFRecurrent,
+    DHLIFRecurrentCell,
+    LeakyReadout,
+    LeakyReadoutCell,
+    SequentialSNN,
+    VanillaLIF,
+    VanillaLIFCell,
+    VanillaLIFRecurrent,
+    VanillaLIFRecurrentCell,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DHLIF",
+    "DHLIFCell",
+    "DHLIFParameters",
+    "DHLIFRecurrent",
+    "DHLIFRecurrentCell",
+    "DHLIFState",
+    "DendriticLinear",
+    "LeakyReadout",
+    "LeakyReadoutCell",
+    "MultiGaussianParameters",
+    "SequentialSNN",
+    "VanillaLIF",
+    "VanillaLIFCell",
+    "VanillaLIFRecurrent",
+    "VanillaLIFRecurrentCell",
+    "__version__",
+    "dendritic_mask",
+    "dhlif_step",
+]

@@ -1,0 +1,83 @@
+"""Readouts: the DH-SNN leaky-integrator readout ``m <- b m + (1 - b) (W s + bias)`` (non-spiking)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from norse_dh.functional.dhlif import LeakyReadoutState, leaky_readout_step
+from norse_dh.modules.soma import run_sequence
+from norse_dh.timing import InitSpec, decay_to_tau, init_raw
+
+
+class _ReadoutBase(nn.Module):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        tau_init: InitSpec = "medium",
+        train_tau: bool = True,
+        bias: bool = True,
+        init_state: str = "zero",
+        dt: float = 1e-3,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if init_state not in ("zero", "reference_random"):
+            raise ValueError(f"init_state must be 'zero' or 'reference_random', got {init_state!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.init_state = init_state
+        self.dt = float(dt)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        nn.init.xavier_normal_(self.linear.weight)  # reference readout init (SHD/SSC/DEAP scripts)
+        if bias:
+            nn.init.zeros_(self.linear.bias)
+        self.tau_raw = nn.Parameter(init_raw((out_features,), tau_init, gen), requires_grad=train_tau)
+
+    @property
+    def decay(self) -> Tensor:
+        return torch.sigmoid(self.tau_raw)
+
+    def time_constants(self, dt: float | None = None) -> dict[str, Tensor]:
+        return {"readout": decay_to_tau(self.decay.detach(), self.dt if dt is None else dt)}
+
+    def initial_state(self, x: Tensor) -> LeakyReadoutState:
+        shape = (x.shape[-2], self.out_features)
+        if self.init_state == "reference_random":
+            return LeakyReadoutState(torch.rand(shape, dtype=x.dtype, device=x.device))
+        return LeakyReadoutState(torch.zeros(shape, dtype=x.dtype, device=x.device))
+
+    def _check(self, x: Tensor, dims: int) -> None:
+        if not torch.is_floating_point(x) or x.dim() != dims or x.shape[-1] != self.in_features:
+            layout = "(batch, inputs)" if dims == 2 else "(time, batch, inputs)"
+            raise ValueError(
+                f"{type(self).__name__} expects a floating-point tensor of shape {layout} with inputs="
+                f"{self.in_features}, got {tuple(x.shape)} {x.dtype}"
+            )
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class LeakyReadoutCell(_ReadoutBase):
+    """One step of the leaky-integrator readout: ``(B, M) -> (B, K)`` membrane values."""
+
+    def forward(self, input_tensor: Tensor, state: LeakyReadoutState | None = None):
+        self._check(input_tensor, 2)
+        state = self.initial_state(input_tensor) if state is None else state
+        return leaky_readout_step(self.linear(input_tensor), state, self.decay)
+
+
+class LeakyReadout(_ReadoutBase):
+    """Leaky-integrator readout over a sequence: ``(T, B, M) -> (T, B, K)`` membrane values."""
+
+    def forward(self, input_tensor: Tensor, state: LeakyReadoutState | None = None):
+        self._check(input_tensor, 3)
+        state = self.initial_state(input_tensor) if state is None else state
+        decay = self.decay
+        return run_sequence(self.linear(input_tensor), state, lambda x, s: leaky_readout_step(x, s, decay))
