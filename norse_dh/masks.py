@@ -14,7 +14,8 @@ Modes:
   reference leaves those neurons unconnected).
 - ``"contiguous"``: branch d reads the contiguous block ``[d (M+pad)/D, (d+1) (M+pad)/D)`` (the XOR tasks).
 - ``"full"``: every input reaches every branch.
-- a user-given boolean tensor of shape ``(N*D, M+pad)`` or ``(N*D, M)`` (then zero-padded).
+- a user-given boolean tensor of shape ``(N*D, M+pad)`` or ``(N*D, M)`` (then zero-padded); by default every input
+  must reach at least one branch of each neuron (``require_coverage``).
 
 ``sparsity`` (SI Fig. S10) lets each branch take ``int((M+pad) * sparsity)`` inputs starting at its offset in the
 permutation, wrapping around the whole permutation (the reference drops one input at the wrap; fixed here).
@@ -52,6 +53,7 @@ def dendritic_mask(
     group_size: int = 32,
     seed: int | None = 0,
     sparsity: float | None = None,
+    require_coverage: bool = True,
 ) -> Tensor:
     """Build a ``(out_features * branches, padded_width)`` boolean dendritic mask (see the module docstring)."""
     for name, value in (("in_features", in_features), ("out_features", out_features), ("branches", branches)):
@@ -60,7 +62,7 @@ def dendritic_mask(
     width = padded_width(in_features, branches)
     rows = out_features * branches
     if isinstance(mode, Tensor):
-        return _check_custom_mask(mode, rows, in_features, width)
+        return _check_custom_mask(mode, rows, out_features, in_features, width, require_coverage)
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES} or a bool tensor, got {mode!r}")
     if sparsity is not None and not 0.0 < sparsity <= 1.0:
@@ -81,7 +83,9 @@ def dendritic_mask(
     return out.reshape(rows, width)
 
 
-def _check_custom_mask(mask: Tensor, rows: int, in_features: int, width: int) -> Tensor:
+def _check_custom_mask(
+    mask: Tensor, rows: int, out_features: int, in_features: int, width: int, require_coverage: bool
+) -> Tensor:
     if mask.dtype != torch.bool:
         raise TypeError(f"a custom dendritic mask must be a bool tensor, got dtype {mask.dtype}")
     if mask.dim() != 2 or mask.shape[0] != rows or mask.shape[1] not in (in_features, width):
@@ -91,4 +95,14 @@ def _check_custom_mask(mask: Tensor, rows: int, in_features: int, width: int) ->
         )
     if mask.shape[1] == in_features and width != in_features:
         mask = torch.cat([mask, mask.new_zeros(rows, width - in_features)], dim=1)
+    if require_coverage:
+        branches = rows // out_features
+        covered = mask[:, :in_features].view(out_features, branches, in_features).any(1)
+        if not bool(covered.all()):
+            neuron, inp = (~covered).nonzero()[0].tolist()
+            raise ValueError(
+                f"custom dendritic mask leaves input {inp} unconnected to every branch of neuron {neuron} "
+                f"({int((~covered).sum())} such input/neuron pairs); every input must reach at least one branch "
+                "of each neuron (pass require_coverage=False to allow it)"
+            )
     return mask.clone()

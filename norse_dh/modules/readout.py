@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from norse_dh.functional.dhlif import LeakyReadoutState, leaky_readout_step
-from norse_dh.modules.soma import run_sequence
+from norse_dh.modules.soma import check_input, run_sequence
 from norse_dh.timing import InitSpec, decay_to_tau, init_raw
 
 
@@ -53,12 +53,7 @@ class _ReadoutBase(nn.Module):
         return LeakyReadoutState(torch.zeros(shape, dtype=x.dtype, device=x.device))
 
     def _check(self, x: Tensor, dims: int) -> None:
-        if not torch.is_floating_point(x) or x.dim() != dims or x.shape[-1] != self.in_features:
-            layout = "(batch, inputs)" if dims == 2 else "(time, batch, inputs)"
-            raise ValueError(
-                f"{type(self).__name__} expects a floating-point tensor of shape {layout} with inputs="
-                f"{self.in_features}, got {tuple(x.shape)} {x.dtype}"
-            )
+        check_input(self, x, dims, self.in_features, "input" if dims == 2 else "input sequence")
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"

@@ -84,13 +84,23 @@ class SomaLayer(nn.Module):
         return zeros, zeros.clone()
 
     def _check_input(self, x: Tensor, dims: int, width: int, what: str) -> None:
-        if not torch.is_floating_point(x):
-            raise TypeError(f"{type(self).__name__} expects a floating-point {what}, got dtype {x.dtype}")
-        if x.dim() != dims or x.shape[-1] != width:
-            layout = "(batch, inputs)" if dims == 2 else "(time, batch, inputs)"
-            raise ValueError(
-                f"{type(self).__name__} expects a {what} of shape {layout} with inputs={width}, got {tuple(x.shape)}"
-            )
+        check_input(self, x, dims, width, what)
+
+
+def check_input(module: nn.Module, x: Tensor, dims: int, width: int, what: str) -> None:
+    """Reject inputs of the wrong dtype, layout, width or with NaN/inf, naming what was expected.
+
+    The finiteness check costs one reduction per call (a device sync on GPU); set ``module.check_finite = False``
+    to skip it in tight loops.
+    """
+    name = type(module).__name__
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} expects a floating-point {what}, got dtype {x.dtype}")
+    if x.dim() != dims or x.shape[-1] != width:
+        layout = "(batch, inputs)" if dims == 2 else "(time, batch, inputs)"
+        raise ValueError(f"{name} expects a {what} of shape {layout} with inputs={width}, got {tuple(x.shape)}")
+    if getattr(module, "check_finite", True) and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} got a {what} containing NaN or inf values; expected finite values")
 
 
 def run_sequence(steps: Tensor, state: tuple, step: Callable[[Tensor, tuple], tuple[Tensor, tuple]]):
