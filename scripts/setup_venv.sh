@@ -13,13 +13,16 @@ stamp="$venv/.norse-dh-installed-$key"
 if [ -f "$stamp" ]; then
   exit 0
 fi
+echo "norse-dh: installing into $venv (once; later runs skip this)" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+# This machine's pip config lists local index folders that may not exist; pip warns once per package. Drop those lines.
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 c=(-c requirements/constraints.txt)
-"${pip[@]}" install "${c[@]}" -r requirements/base.txt -r requirements/dev.txt
-"${pip[@]}" install "${c[@]}" --no-deps -r requirements/norse.txt
-"${pip[@]}" install "${c[@]}" --no-deps --ignore-requires-python -r requirements/lava.txt
-"${pip[@]}" install "${c[@]}" --no-deps --no-build-isolation -e .
+quiet "${pip[@]}" install "${c[@]}" -r requirements/base.txt -r requirements/dev.txt
+quiet "${pip[@]}" install "${c[@]}" --no-deps -r requirements/norse.txt
+quiet "${pip[@]}" install "${c[@]}" --no-deps --ignore-requires-python -r requirements/lava.txt
+quiet "${pip[@]}" install "${c[@]}" --no-deps --no-build-isolation -e .
 # Guard the rules that break the stack silently: CPU torch 2.13.0, no torchvision.
 "$venv/bin/python" - <<'PY'
 import importlib.util, sys
