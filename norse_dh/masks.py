@@ -13,7 +13,7 @@ Modes:
   branch d of the whole group reads the same inputs. A trailing partial group gets its own shared permutation (the
   reference leaves those neurons unconnected).
 - ``"contiguous"``: branch d reads the contiguous block ``[d (M+pad)/D, (d+1) (M+pad)/D)`` (the XOR tasks).
-- ``"full"``: every input reaches every branch.
+- ``"full"``: every input reaches every branch (padding columns stay disabled).
 - a user-given boolean tensor of shape ``(N*D, M+pad)`` or ``(N*D, M)`` (then zero-padded); by default every input
   must reach at least one branch of each neuron (``require_coverage``).
 
@@ -68,7 +68,9 @@ def dendritic_mask(
     if sparsity is not None and not 0.0 < sparsity <= 1.0:
         raise ValueError(f"sparsity must be in (0, 1], got {sparsity!r}")
     if mode == "full":
-        return torch.ones(rows, width, dtype=torch.bool)
+        full = torch.zeros(rows, width, dtype=torch.bool)
+        full[:, :in_features] = True  # padding columns never carry input: leave them out
+        return full
     if mode == "contiguous":
         block = _branch_rows(torch.arange(width), branches, width, sparsity)
         return block.repeat(out_features, 1)

@@ -52,8 +52,9 @@ def test_contiguous_mask_is_the_xor_block_layout():
     assert all(torch.equal(mask[n], expected) for n in range(3))
 
 
-def test_full_mask_connects_everything():
-    assert dendritic_mask(7, 2, 3, "full").all()
+def test_full_mask_connects_every_real_input_to_every_branch():
+    mask = dendritic_mask(7, 2, 3, "full")
+    assert mask.shape == (6, 9) and mask[:, :7].all() and not mask[:, 7:].any()
 
 
 @given(st.integers(4, 30), st.integers(1, 4), st.floats(0.05, 1.0))
