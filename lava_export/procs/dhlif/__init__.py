@@ -1,0 +1,1 @@
+"""The DH-LIF Lava process (``process.DHLIF``) and its floating- and fixed-point models (``models``)."""

@@ -1,0 +1,1 @@
+"""The leaky-integrator readout Lava process (``process.LeakyIntegrator``) and its models (``models``)."""

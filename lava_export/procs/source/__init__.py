@@ -1,0 +1,1 @@
+"""The spike-train source Lava process (``process.SpikeInput``) and its models (``models``)."""
