@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from norse_dh.functional.dhlif import DHLIFParameters, DHLIFState, dhlif_step
+from norse_dh.kernels import dhlif_loop, fused_supported, plan_for, project
 from norse_dh.modules.dendritic_linear import DendriticLinear
 from norse_dh.modules.soma import SomaLayer, run_sequence
 from norse_dh.timing import InitSpec, decay_to_tau, init_raw
@@ -115,6 +116,34 @@ class _DHLIFBase(SomaLayer):
             ff = ff + (state.z @ w_rec.t()).unflatten(-1, (self.hidden_size, self.branches))
         return dhlif_step(ff, state, p)
 
+    def _fast_sequence(self, x: Tensor, state: DHLIFState) -> tuple[Tensor, DHLIFState] | None:
+        """The fast sequence path (``norse_dh.kernels``), or None where it does not apply (then the caller runs the
+        step-by-step reference loop): one density-dependent projection of all steps, then the fused C++ loop with
+        its hand-derived backward; for DH-SRNN only the recurrent product runs per step, inside the loop."""
+        p = self.dhlif_parameters()
+        sp = p.soma
+        w = self.dendrites.weight
+        if not fused_supported([x, w, p.dend_decay, sp.soma_decay, self.v_th, *state], sp.method, sp.reset):
+            return None
+        plan = plan_for(self.dendrites.mask, self.input_size, self.branches)
+        ff, _ = project(x, w, self.dendrites.bias, plan, mask=self.dendrites.mask, branches=self.branches)
+        w_rec_t = self._split_weights()[1].t() if self.recurrent else None
+        z, i, u, z_last = dhlif_loop(
+            ff.unflatten(-1, (self.hidden_size, self.branches)),
+            p.dend_decay,
+            sp.soma_decay,
+            sp.v_th,
+            state.i,
+            state.u,
+            state.z,
+            w_rec_t=w_rec_t,
+            reset=sp.reset,
+            method=sp.method,
+            alpha=sp.alpha,
+            mg=sp.mg,
+        )
+        return z, DHLIFState(i, u, z_last)
+
     def extra_repr(self) -> str:
         return (
             f"input_size={self.input_size}, hidden_size={self.hidden_size}, branches={self.branches}, "
@@ -142,8 +171,11 @@ class DHLIFCell(_DHLIFBase):
 class DHLIF(_DHLIFBase):
     """Feed-forward DH-LIF layer over a sequence: ``(T, B, M) -> (T, B, N)``.
 
-    The input projection of all T steps is one product (it does not depend on the state); only the
-    recurrences run step by step.
+    The input projection of all T steps is one product (it does not depend on the state; sparse spike inputs use
+    the event-driven path), and the recurrences run in the fused C++ loop of :mod:`norse_dh.kernels` with a
+    hand-derived backward. Where that loop does not apply (non-CPU tensors, dtypes other than float32/float64,
+    kernels not built or ``NORSE_DH_KERNELS=0``) the step-by-step functional loop runs instead, with the same
+    results.
     """
 
     def __init__(self, input_size: int, hidden_size: int, branches: int = 4, **kwargs) -> None:
@@ -152,6 +184,9 @@ class DHLIF(_DHLIFBase):
     def forward(self, input_tensor: Tensor, state: DHLIFState | None = None) -> tuple[Tensor, DHLIFState]:
         self._check_input(input_tensor, 3, self.input_size, "input sequence")
         state = self.initial_state(input_tensor) if state is None else state
+        fast = self._fast_sequence(input_tensor, state)
+        if fast is not None:
+            return fast
         p = self.dhlif_parameters()
         return run_sequence(self._feed_forward(input_tensor), state, lambda x, s: dhlif_step(x, s, p))
 
@@ -178,6 +213,9 @@ class DHLIFRecurrent(_DHLIFBase):
     def forward(self, input_tensor: Tensor, state: DHLIFState | None = None) -> tuple[Tensor, DHLIFState]:
         self._check_input(input_tensor, 3, self.input_size, "input sequence")
         state = self.initial_state(input_tensor) if state is None else state
+        fast = self._fast_sequence(input_tensor, state)
+        if fast is not None:
+            return fast
         p = self.dhlif_parameters()
         _, w_rec = self._split_weights()
         ff = self._feed_forward(input_tensor)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from norse_dh.functional.dhlif import LeakyReadoutState, leaky_readout_step
+from norse_dh.kernels import full_plan, fused_supported, leaky_loop, project
 from norse_dh.modules.soma import check_input, run_sequence
 from norse_dh.timing import InitSpec, decay_to_tau, init_raw
 
@@ -75,4 +76,11 @@ class LeakyReadout(_ReadoutBase):
         self._check(input_tensor, 3)
         state = self.initial_state(input_tensor) if state is None else state
         decay = self.decay
+        w = self.linear.weight
+        if fused_supported([input_tensor, w, decay, state.m], "mg", "none"):
+            # one (event-driven for spike inputs) projection of all steps, then the fused linear recurrence
+            plan = full_plan(self.out_features, self.in_features)
+            readout_input, _ = project(input_tensor, w, self.linear.bias, plan)
+            m, m_last = leaky_loop(readout_input, decay, state.m)
+            return m, LeakyReadoutState(m_last)
         return run_sequence(self.linear(input_tensor), state, lambda x, s: leaky_readout_step(x, s, decay))

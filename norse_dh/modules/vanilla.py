@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from norse_dh.functional.dhlif import SomaParameters, SomaState, soma_step
+from norse_dh.kernels import dhlif_loop, full_plan, fused_supported, project
 from norse_dh.modules.soma import SomaLayer, run_sequence
 from norse_dh.timing import InitSpec
 
@@ -54,6 +55,22 @@ class _VanillaBase(SomaLayer):
             ff = ff + state.z @ self.linear.weight[:, self.input_size :].t()
         return soma_step(ff, state, p)
 
+    def _fast_sequence(self, x: Tensor, state: SomaState) -> tuple[Tensor, SomaState] | None:
+        """Fast path (``norse_dh.kernels``): one projection of all steps (event-driven for sparse inputs), then the
+        fused soma loop; None where it does not apply (the caller then runs the step-by-step loop)."""
+        p = self.soma_parameters()
+        w = self.linear.weight
+        if not fused_supported([x, w, p.soma_decay, self.v_th, *state], p.method, p.reset):
+            return None
+        plan = full_plan(self.hidden_size, self.input_size, w.shape[1])
+        ff, _ = project(x, w, self.linear.bias, plan)
+        w_rec_t = w[:, self.input_size :].t() if self.recurrent else None
+        z, _, u, z_last = dhlif_loop(
+            ff, None, p.soma_decay, p.v_th, None, state.u, state.z, w_rec_t=w_rec_t, reset=p.reset,
+            method=p.method, alpha=p.alpha, mg=p.mg,
+        )  # fmt: skip
+        return z, SomaState(u, z_last)
+
     def extra_repr(self) -> str:
         return (
             f"input_size={self.input_size}, hidden_size={self.hidden_size}, recurrent={self.recurrent}, "
@@ -82,6 +99,9 @@ class VanillaLIF(_VanillaBase):
     def forward(self, input_tensor: Tensor, state: SomaState | None = None) -> tuple[Tensor, SomaState]:
         self._check_input(input_tensor, 3, self.input_size, "input sequence")
         state = self.initial_state(input_tensor) if state is None else state
+        fast = self._fast_sequence(input_tensor, state)
+        if fast is not None:
+            return fast
         p = self.soma_parameters()
         return run_sequence(self._feed_forward(input_tensor), state, lambda x, s: self._step(x, s, p))
 
@@ -107,6 +127,9 @@ class VanillaLIFRecurrent(_VanillaBase):
     def forward(self, input_tensor: Tensor, state: SomaState | None = None) -> tuple[Tensor, SomaState]:
         self._check_input(input_tensor, 3, self.input_size, "input sequence")
         state = self.initial_state(input_tensor) if state is None else state
+        fast = self._fast_sequence(input_tensor, state)
+        if fast is not None:
+            return fast
         p = self.soma_parameters()
         return run_sequence(self._feed_forward(input_tensor), state, lambda x, s: self._step(x, s, p))
 

@@ -1,0 +1,388 @@
+"""The fast sequence path (norse_dh.kernels) against the step-by-step cells (the functional step is the reference).
+
+Every comparison runs the sequence layer (fused C++ loop + density-dependent projection) and the matching one-step
+cell looped over time with autograd, from identical parameters, and checks identical spikes, final states and
+gradients of the input, every parameter and (functional tests) the threshold, to 1e-5 relative in float64.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from norse_dh.functional.dhlif import DHLIFState, SomaState, dhlif_step
+from norse_dh.functional.surrogate import MultiGaussianParameters
+from norse_dh.kernels import build, dhlif_loop, fused_supported, kernels_available, leaky_loop, plan_for, project
+from norse_dh.kernels import projection as projection_mod
+from norse_dh.modules import (
+    DHLIF,
+    DHLIFCell,
+    DHLIFRecurrent,
+    DHLIFRecurrentCell,
+    LeakyReadout,
+    LeakyReadoutCell,
+    VanillaLIF,
+    VanillaLIFCell,
+    VanillaLIFRecurrent,
+    VanillaLIFRecurrentCell,
+)
+
+F64 = torch.float64
+RTOL = 1e-5
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    scale = float(expected.detach().abs().max()) if expected.numel() else 0.0
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * max(scale, 1e-12), msg=what)
+
+
+def _inputs(T: int, B: int, M: int, density: float, seed: int, dtype=F64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if density >= 1.0:
+        return torch.ones(T, B, M, dtype=dtype)
+    spikes = (torch.rand(T, B, M, generator=g) < density).to(dtype)
+    return spikes * (0.5 + torch.rand(T, B, M, generator=g).to(dtype))  # graded events exercise the values too
+
+
+def _run_pair(seq, cell, x: torch.Tensor, seed: int, rng_seed: int = 123):
+    """Sequence layer vs cell loop on the same parameters; returns outputs, states and gradients of both."""
+    cell.load_state_dict(seq.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    results = []
+    for run in ("seq", "cell"):
+        xr = x.clone().requires_grad_()
+        torch.manual_seed(rng_seed)  # same draws for init_state="reference_random"
+        if run == "seq":
+            out, state = seq(xr)
+        else:
+            state, outs = None, []
+            for x_t in xr.unbind(0):
+                o, state = cell(x_t, state)
+                outs.append(o)
+            out = torch.stack(outs)
+        results.append((out, state, xr))
+    w_out = torch.randn(results[0][0].shape, generator=g, dtype=x.dtype)
+    w_state = [torch.randn(s.shape, generator=g, dtype=x.dtype) for s in results[0][1]]
+    grads = []
+    for (out, state, xr), module in zip(results, (seq, cell)):
+        module.zero_grad(set_to_none=True)
+        loss = (out * w_out).sum() + sum((s * w).sum() for s, w in zip(state, w_state))
+        loss.backward()
+        grads.append({"input": xr.grad, **{n: p.grad for n, p in module.named_parameters() if p.requires_grad}})
+    return results, grads
+
+
+def _check_pair(results, grads) -> None:
+    (out_s, state_s, _), (out_c, state_c, _) = results
+    assert torch.equal(out_s, out_c), "spikes differ from the step-by-step cell"
+    for name, a, b in zip(state_s._fields, state_s, state_c):
+        _close(a, b, f"final state {name}")
+    for name in grads[1]:
+        assert grads[0][name] is not None, f"no gradient for {name}"
+        _close(grads[0][name], grads[1][name], f"gradient of {name}")
+
+
+def _drive(module, gain: float) -> None:
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("weight"):
+                p.mul_(gain)
+
+
+dims = st.fixed_dictionaries(
+    {
+        "T": st.integers(1, 9),
+        "B": st.integers(1, 4),
+        "M": st.integers(1, 13),
+        "N": st.integers(1, 6),
+        "D": st.integers(1, 4),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+def test_kernels_build_and_load():
+    assert kernels_available(), f"the C++ kernels did not build: {build.build_error()}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dims=dims,
+    recurrent=st.booleans(),
+    reset=st.sampled_from(["subtract", "zero", "none"]),
+    mask=st.sampled_from(["random", "grouped", "contiguous", "full"]),
+    density=st.sampled_from([0.0, 0.1, 0.4, 1.0]),
+    method=st.sampled_from(["mg", "super", "triangle", "circ"]),
+    path=st.sampled_from(["auto", "events", "dense"]),
+)
+def test_dhlif_sequence_matches_cell(dims, recurrent, reset, mask, density, method, path):
+    T, B, M, N, D, seed = (dims[k] for k in ("T", "B", "M", "N", "D", "seed"))
+    kw = dict(mask=mask, group_size=2, reset=reset, method=method, alpha=0.7, v_th=0.3, seed=seed, mask_seed=seed)
+    kw["soma_tau_init"] = "small"
+    seq_cls, cell_cls = (DHLIFRecurrent, DHLIFRecurrentCell) if recurrent else (DHLIF, DHLIFCell)
+    torch.manual_seed(seed)
+    seq = seq_cls(M, N, D, **kw).double()
+    cell = cell_cls(M, N, D, **kw).double()
+    _drive(seq, 3.0)
+    threshold = {"auto": projection_mod.EVENT_BREAK_EVEN, "events": 1.0, "dense": 0.0}[path]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(projection_mod, "EVENT_BREAK_EVEN", threshold)
+        results, grads = _run_pair(seq, cell, _inputs(T, B, M, density, seed), seed)
+    _check_pair(results, grads)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    dims=dims,
+    recurrent=st.booleans(),
+    reset=st.sampled_from(["subtract", "zero", "none"]),
+    density=st.sampled_from([0.0, 0.2, 1.0]),
+    method=st.sampled_from(["mg", "super", "triangle", "tanh", "circ", "heavi_erfc", "heaviside"]),
+)
+def test_vanilla_sequence_matches_cell(dims, recurrent, reset, density, method):
+    T, B, M, N, seed = (dims[k] for k in ("T", "B", "M", "N", "seed"))
+    kw = dict(reset=reset, method=method, alpha=0.7, v_th=0.3, soma_tau_init="small", seed=seed)
+    seq_cls, cell_cls = (VanillaLIFRecurrent, VanillaLIFRecurrentCell) if recurrent else (VanillaLIF, VanillaLIFCell)
+    torch.manual_seed(seed)
+    seq, cell = seq_cls(M, N, **kw).double(), cell_cls(M, N, **kw).double()
+    _drive(seq, 3.0)
+    results, grads = _run_pair(seq, cell, _inputs(T, B, M, density, seed), seed)
+    _check_pair(results, grads)
+
+
+@settings(max_examples=15, deadline=None)
+@given(dims=dims, density=st.sampled_from([0.0, 0.3, 1.0]), init=st.sampled_from(["zero", "reference_random"]))
+def test_readout_sequence_matches_cell(dims, density, init):
+    T, B, M, N, seed = (dims[k] for k in ("T", "B", "M", "N", "seed"))
+    torch.manual_seed(seed)
+    seq = LeakyReadout(M, N, init_state=init, seed=seed).double()
+    cell = LeakyReadoutCell(M, N, init_state=init, seed=seed).double()
+    results, grads = _run_pair(seq, cell, _inputs(T, B, M, density, seed), seed)
+    (out_s, _, _), (out_c, _, _) = results
+    _close(out_s, out_c, "readout membrane")
+    for name in grads[1]:
+        _close(grads[0][name], grads[1][name], f"gradient of {name}")
+
+
+@pytest.mark.parametrize("branches", [1, 3])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_reference_random_initial_state(branches, recurrent):
+    """init_state="reference_random" (random u, non-binary z, random i for D = 1) gives the cell's draws and results."""
+    seq_cls, cell_cls = (DHLIFRecurrent, DHLIFRecurrentCell) if recurrent else (DHLIF, DHLIFCell)
+    kw = dict(init_state="reference_random", v_th=0.5, seed=3)
+    seq, cell = seq_cls(7, 5, branches, **kw).double(), cell_cls(7, 5, branches, **kw).double()
+    _drive(seq, 2.0)
+    results, grads = _run_pair(seq, cell, _inputs(6, 3, 7, 0.3, 1), 1)
+    _check_pair(results, grads)
+
+
+def test_functional_loop_threshold_and_state_gradients():
+    """dhlif_loop against dhlif_step directly, with a learnable per-neuron threshold and given initial states."""
+    T, B, N, D = 7, 3, 4, 3
+    g = torch.Generator().manual_seed(0)
+    I = torch.randn(T, B, N, D, generator=g, dtype=F64) * 2  # noqa: E741
+    a = torch.rand(N, D, generator=g, dtype=F64)
+    b = torch.rand(N, generator=g, dtype=F64)
+    vth = (0.2 + torch.rand(N, generator=g, dtype=F64)).requires_grad_()
+    i0 = torch.randn(B, N, D, generator=g, dtype=F64)
+    u0 = torch.randn(B, N, generator=g, dtype=F64)
+    z0 = torch.rand(B, N, generator=g, dtype=F64)
+    mg = MultiGaussianParameters(0.5, 0.5, 0.15, 6.0)
+    leaves = [t.clone().requires_grad_() for t in (I, a, b, vth, i0, u0, z0)]
+    w = torch.randn(T, B, N, generator=g, dtype=F64)
+    grads = []
+    for fast in (True, False):
+        args = [t.detach().clone().requires_grad_() for t in leaves]
+        I_, a_, b_, vth_, i0_, u0_, z0_ = args
+        if fast:
+            z, i_T, u_T, z_T = dhlif_loop(I_, a_, b_, vth_, i0_, u0_, z0_, reset="subtract", method="mg", mg=mg)
+        else:
+            from norse_dh.functional.dhlif import DHLIFParameters, SomaParameters
+
+            p = DHLIFParameters(a_, SomaParameters(b_, vth_, "subtract", "mg", 100.0, mg))
+            state, zs = DHLIFState(i0_, u0_, z0_), []
+            for x_t in I_.unbind(0):
+                z_t, state = dhlif_step(x_t, state, p)
+                zs.append(z_t)
+            z, i_T, u_T, z_T = torch.stack(zs), *state
+        ((z * w).sum() + i_T.sum() + (u_T**2).sum() + z_T.sum()).backward()
+        grads.append((z.detach(), [t.grad for t in args]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for name, a_fast, a_ref in zip(("I", "a", "b", "v_th", "i0", "u0", "z0"), grads[0][1], grads[1][1]):
+        _close(a_fast, a_ref, f"gradient of {name}")
+
+
+def test_float32_forward_bit_identical_to_cell():
+    """float32: spikes and final states of the layer (dense projection at this density, D <= 8) are bit-for-bit
+    those of the cell loop; with event inputs the spikes are still identical on this case."""
+    torch.manual_seed(0)
+    seq, cell = DHLIF(40, 32, 4, v_th=0.2, seed=0), DHLIFCell(40, 32, 4, v_th=0.2, seed=0)
+    _drive(seq, 3.0)
+    cell.load_state_dict(seq.state_dict())
+    for density in (0.5, 0.05):
+        x = _inputs(60, 8, 40, density, 0, dtype=torch.float32)
+        with torch.no_grad():
+            state, outs = None, []
+            for x_t in x.unbind(0):
+                o, state = cell(x_t, state)
+                outs.append(o)
+            z_fast, state_fast = seq(x)
+        z_ref = torch.stack(outs)
+        assert float(z_ref.mean()) > 0.01  # the comparison is not vacuous
+        assert torch.equal(z_fast, z_ref)
+        if density == 0.5:
+            for a, b in zip(state_fast, state):
+                assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("path", ["events", "shared", "dense"])
+@pytest.mark.parametrize("mask", ["random", "grouped", "contiguous"])
+def test_projection_paths(path, mask):
+    """Each projection path equals F.linear with the masked weight; masked weight entries get exactly zero gradient."""
+    layer = DHLIF(10, 6, 3, mask=mask, group_size=2, seed=0).double()
+    d = layer.dendrites
+    x = _inputs(5, 4, 10, 0.3, 2).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    g = torch.randn(5, 4, 18, dtype=F64)
+    out, used = project(x, d.weight, d.bias, plan_for(d.mask, 10, 3), mask=d.mask, branches=3, path=path)
+    assert used == (path if (path != "shared" or mask != "random") else "dense")
+    out.backward(g)
+    grads = (x.grad, d.weight.grad.clone(), d.bias.grad.clone())
+    d.zero_grad(set_to_none=True)
+    ref = torch.nn.functional.linear(x_ref, d.masked_weight()[:, :10], d.bias)
+    ref.backward(g)
+    _close(out, ref, "projection")
+    for a, b, name in zip(grads, (x_ref.grad, d.weight.grad, d.bias.grad), ("input", "weight", "bias")):
+        _close(a, b, f"projection gradient of {name}")
+    assert torch.all(grads[1][~d.mask] == 0)
+
+
+def test_projection_auto_switches_on_density():
+    layer = DHLIF(30, 4, 2, seed=0)
+    d = layer.dendrites
+    plan = plan_for(d.mask, 30, 2)
+    sparse = _inputs(10, 5, 30, 0.02, 0, dtype=torch.float32)
+    dense = _inputs(10, 5, 30, 0.9, 0, dtype=torch.float32)
+    assert project(sparse, d.weight, d.bias, plan, mask=d.mask, branches=2)[1] == "events"
+    assert project(dense, d.weight, d.bias, plan, mask=d.mask, branches=2)[1] == "dense"
+    grouped = DHLIF(30, 4, 2, mask="grouped", group_size=2, seed=0).dendrites
+    gplan = plan_for(grouped.mask, 30, 2)
+    assert gplan.groups is not None and len(gplan.groups) == 2
+    assert project(dense, grouped.weight, grouped.bias, gplan, mask=grouped.mask, branches=2)[1] == "shared"
+    with pytest.raises(ValueError, match="path must be"):
+        project(dense, d.weight, d.bias, plan, mask=d.mask, path="csr")
+
+
+def test_inference_path_matches_training_path():
+    """Under no_grad the loop keeps only one step of state; outputs and final states are the same."""
+    seq = DHLIFRecurrent(12, 6, 2, v_th=0.3, seed=1)
+    _drive(seq, 3.0)
+    x = _inputs(20, 3, 12, 0.3, 4, dtype=torch.float32)
+    z, state = seq(x)
+    with torch.no_grad():
+        z_inf, state_inf = seq(x)
+    assert torch.equal(z, z_inf)
+    for a, b in zip(state, state_inf):
+        assert torch.equal(a, b)
+
+
+def test_leaky_loop_functional():
+    g = torch.Generator().manual_seed(5)
+    I = torch.randn(6, 2, 3, generator=g, dtype=F64, requires_grad=True)  # noqa: E741
+    b = torch.rand(3, generator=g, dtype=F64, requires_grad=True)
+    m0 = torch.randn(2, 3, generator=g, dtype=F64, requires_grad=True)
+    m, m_T = leaky_loop(I, b, m0)
+    (m.sum() + 2 * m_T.sum()).backward()
+    fast = (m.detach(), I.grad.clone(), b.grad.clone(), m0.grad.clone())
+    for t in (I, b, m0):
+        t.grad = None
+    state, ms = m0, []
+    for x_t in I.unbind(0):
+        state = b * state + (1 - b) * x_t  # independent hand-written recurrence
+        ms.append(state)
+    ref = torch.stack(ms)
+    (ref.sum() + 2 * ref[-1].sum()).backward()
+    for a, r in zip(fast, (ref.detach(), I.grad, b.grad, m0.grad)):
+        _close(a, r, "leaky loop")
+
+
+def test_disabled_kernels_fall_back_to_reference(monkeypatch):
+    """NORSE_DH_KERNELS=0: the layers run the functional loop and give the same results as the fast path."""
+    seq = DHLIF(9, 4, 2, v_th=0.3, seed=2).double()
+    _drive(seq, 3.0)
+    x = _inputs(8, 3, 9, 0.4, 3)
+    z_fast, s_fast = seq(x)
+    monkeypatch.setenv("NORSE_DH_KERNELS", "0")
+    assert not fused_supported([x], "mg", "subtract")
+    z_ref, s_ref = seq(x)
+    assert z_ref.grad_fn is not None and "DHLIFLoop" not in type(z_ref.grad_fn).__name__
+    assert "DHLIFLoop" in type(z_fast.grad_fn).__name__
+    assert torch.equal(z_fast, z_ref)
+    for a, b in zip(s_fast, s_ref):
+        _close(a, b, "state")
+
+
+def test_failed_build_falls_back_cleanly(monkeypatch, tmp_path):
+    """A compiler that fails: load() warns once, returns None, records why; every layer still runs (reference)."""
+    fake = tmp_path / "g++"
+    fake.write_text("#!/bin/sh\necho 'simulated compiler failure' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    monkeypatch.setenv("NORSE_DH_KERNEL_CACHE", str(tmp_path / "cache"))
+    build._reset_for_tests()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert build.load() is None
+        assert any("unavailable" in str(w.message) for w in caught)
+        assert "simulated compiler failure" in build.build_error()
+        assert not kernels_available()
+        torch.manual_seed(0)
+        seq, cell = DHLIF(6, 3, 2, v_th=0.3, seed=0).double(), DHLIFCell(6, 3, 2, v_th=0.3, seed=0).double()
+        _drive(seq, 3.0)
+        results, grads = _run_pair(seq, cell, _inputs(5, 2, 6, 0.5, 0), 0)
+        _check_pair(results, grads)
+        vseq, vcell = VanillaLIFRecurrent(6, 3, v_th=0.3).double(), VanillaLIFRecurrentCell(6, 3, v_th=0.3).double()
+        _check_pair(*_run_pair(vseq, vcell, _inputs(5, 2, 6, 0.5, 0), 0))
+        readout = LeakyReadout(6, 2).double()
+        m, _ = readout(_inputs(5, 2, 6, 0.5, 0))
+        assert m.shape == (5, 2, 2)
+    finally:
+        monkeypatch.undo()
+        build._reset_for_tests()
+    assert kernels_available()
+
+
+@pytest.mark.parametrize("height", [0.15, 0.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mg_surrogate_kernel_matches_functional(height, dtype):
+    """The C++ multi-Gaussian (vectorised exp) equals multi_gaussian_grad, including h = 0 and far tails."""
+    from norse_dh.functional.surrogate import multi_gaussian_grad
+    from norse_dh.kernels.loop import DTYPES
+
+    u = torch.linspace(-40.0, 40.0, 40000, dtype=dtype).reshape(-1, 5)
+    vth = torch.tensor([0.0, 0.5, 1.0, -1.0, 3.0], dtype=dtype)
+    x = (u - vth).contiguous()
+    sd = torch.empty_like(x)
+    getattr(build.load(), f"mg_surrogate_{DTYPES[dtype]}")(
+        x.numel(), x.data_ptr(), 0.5, 0.5, height, 6.0, sd.data_ptr()
+    )
+    ref = multi_gaussian_grad(u - vth, MultiGaussianParameters(0.5, 0.5, height, 6.0))
+    tol = 1e-6 if dtype == torch.float32 else 1e-14
+    assert float((sd - ref).abs().max()) <= tol * float(ref.abs().max())
+
+
+def test_mixed_dtypes_and_shapes_are_rejected_or_fall_back():
+    seq = DHLIF(5, 3, 2, seed=0)  # float32 parameters
+    x64 = _inputs(4, 2, 5, 0.5, 0)  # float64 input: the fast path declines, the reference loop raises like before
+    assert not fused_supported([x64, seq.dendrites.weight], "mg", "subtract")
+    with pytest.raises(RuntimeError):
+        seq(x64)
+    with pytest.raises(ValueError, match="inputs=5"):
+        seq(torch.rand(4, 2, 6))
+    state = SomaState(torch.zeros(2, 3), torch.zeros(2, 3))
+    assert isinstance(state, SomaState)
