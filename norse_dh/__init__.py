@@ -3,10 +3,19 @@
 >>> from norse_dh import DHLIFCell
 """
 
-from norse_dh.functional import DHLIFParameters, DHLIFState, MultiGaussianParameters, dhlif_step
+from norse_dh.functional import (
+    DHLIFParameters,
+    DHLIFState,
+    MultiGaussianParameters,
+    STDPParameters,
+    dhlif_step,
+    stdp_step,
+)
+from norse_dh.kernels import kernels_available
 from norse_dh.masks import dendritic_mask
 from norse_dh.modules import (
     DHLIF,
+    STDP,
     DendriticLinear,
     DHLIFCell,
     DHLIFRecurrent,
@@ -14,6 +23,7 @@ from norse_dh.modules import (
     LeakyReadout,
     LeakyReadoutCell,
     SequentialSNN,
+    STDPLearner,
     VanillaLIF,
     VanillaLIFCell,
     VanillaLIFRecurrent,
@@ -23,6 +33,11 @@ from norse_dh.modules import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "STDP",
+    "STDPLearner",
+    "STDPParameters",
+    "kernels_available",
+    "stdp_step",
     "DHLIF",
     "DHLIFCell",
     "DHLIFParameters",

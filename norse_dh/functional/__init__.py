@@ -12,9 +12,25 @@ from norse_dh.functional.dhlif import (
     leaky_readout_step,
     soma_step,
 )
+from norse_dh.functional.stdp import (
+    HomeostasisParameters,
+    STDPParameters,
+    STDPState,
+    adaptive_threshold_step,
+    normalise_incoming,
+    stdp_initial_state,
+    stdp_step,
+)
 from norse_dh.functional.surrogate import MultiGaussianParameters, heaviside_mg, multi_gaussian_grad, spike_fn
 
 __all__ = [
+    "HomeostasisParameters",
+    "STDPParameters",
+    "STDPState",
+    "adaptive_threshold_step",
+    "normalise_incoming",
+    "stdp_initial_state",
+    "stdp_step",
     "RESET_MODES",
     "DHLIFParameters",
     "DHLIFState",
