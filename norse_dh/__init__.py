@@ -15,6 +15,7 @@ from norse_dh.kernels import kernels_available
 from norse_dh.masks import dendritic_mask
 from norse_dh.modules import (
     DHLIF,
+    SSNN,
     STDP,
     DendriticLinear,
     DHLIFCell,
@@ -23,16 +24,21 @@ from norse_dh.modules import (
     LeakyReadout,
     LeakyReadoutCell,
     SequentialSNN,
+    SSNNCell,
     STDPLearner,
     VanillaLIF,
     VanillaLIFCell,
     VanillaLIFRecurrent,
     VanillaLIFRecurrentCell,
 )
+from norse_dh.noise import SSNNNoise
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SSNN",
+    "SSNNCell",
+    "SSNNNoise",
     "STDP",
     "STDPLearner",
     "STDPParameters",

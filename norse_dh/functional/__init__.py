@@ -12,6 +12,17 @@ from norse_dh.functional.dhlif import (
     leaky_readout_step,
     soma_step,
 )
+from norse_dh.functional.ssnn import (
+    SSNNParameters,
+    SSNNSolution,
+    SSNNState,
+    SSNNTraces,
+    check_gradient_conditions,
+    intensity,
+    ssnn_initial_state,
+    ssnn_solve,
+    ssnn_step,
+)
 from norse_dh.functional.stdp import (
     HomeostasisParameters,
     STDPParameters,
@@ -24,6 +35,15 @@ from norse_dh.functional.stdp import (
 from norse_dh.functional.surrogate import MultiGaussianParameters, heaviside_mg, multi_gaussian_grad, spike_fn
 
 __all__ = [
+    "SSNNParameters",
+    "SSNNSolution",
+    "SSNNState",
+    "SSNNTraces",
+    "check_gradient_conditions",
+    "intensity",
+    "ssnn_initial_state",
+    "ssnn_solve",
+    "ssnn_step",
     "HomeostasisParameters",
     "STDPParameters",
     "STDPState",
