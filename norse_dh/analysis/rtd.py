@@ -16,7 +16,7 @@ Two representations ``P`` (N x D) and ``Q`` (N x D') of the same N inputs in the
 4. ``rtd(P, Q) = mean over trials of (RTD_1(P, Q) + RTD_1(Q, P)) / 2`` on random batches of ``batch`` points, the
    same indices for both clouds.
 
-Persistence back-ends (all give the same barcode; measured in ``benchmarks/bench_rtd_backends.py``): ``"gudhi"``
+Persistence back-ends (all give the same barcode; measured in ``benchmarks/bench_rtd.py``): ``"gudhi"``
 (GUDHI's Ripser fork, the default: fastest here) and ``"ripser"`` (ripser.py, a cross-check). giotto-ph is not
 installed in this environment.
 """

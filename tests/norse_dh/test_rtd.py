@@ -116,7 +116,7 @@ def test_clusters_benchmark_reference_value():
 def test_clusters_benchmark_ranks_perfectly():
     """RTD(base, k clusters) increases with k: Kendall tau = 1 for k in {2, 3, 4, 5, 6, 10, 12}. Run at 24 clusters
     (120 points) to fit the test budget; the 60-cluster run (tau = 1, values of the spec) is in
-    benchmarks/bench_rtd_backends.py --clusters."""
+    benchmarks/bench_rtd.py --clusters."""
     base, moved = _clusters(24)
     ks = [2, 3, 4, 5, 6, 10, 12]
     values = [rtd(base, moved(k), trials=1, batch=None).mean for k in ks]

@@ -7,7 +7,7 @@ to a NIR file and run through ``lava_export.run_network`` (worker process, Lava 
 (``floating_pt`` / ``fixed_pt``) and lane settings are interleaved per repetition so machine load hits all of them
 alike; the table prints the medians, and ratios against ``floating_pt`` with one lane.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_lava_timing.py [--samples 100] [--repeats 1]``.
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_lava.py [--samples 100] [--repeats 1]``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ Baseline: a re-implementation of the reference ``binary_image_readout`` (eva1801
 a dense float64 (1000, 700) array (the reference saves one such ``.npy`` per sample). Measured in the same run on a
 synthetic file in the published Zenke-lab HDF5 format (SHD-like spike counts).
 
-    python benchmarks/bench_data_shd.py [--samples 300]
+    python benchmarks/bench_data.py [--samples 8156] [--batches 5]
+
+Also times the data loader (cached SHD data module, batch 100, T = 1000) against one training step of the SHD
+DH-SFNN (700 -> 64, 4 branches + readout) on its batches, to show whether loading keeps training fed.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
 from lightning_tasks.data.hdf5_spikes import bin_events, bin_file
+from lightning_tasks.data.shd import SHDDataModule
+from norse_dh import DHLIF, LeakyReadout, SequentialSNN
 
 
 def reference_binary_image_readout(times: np.ndarray, units: np.ndarray, dt: float = 1e-3) -> np.ndarray:
@@ -47,7 +53,8 @@ def write_shd_like(path: Path, n: int, rng: np.random.Generator) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=8156, help="the SHD training set size")
+    parser.add_argument("--batches", type=int, default=5, help="loader/step batches to time")
     parser.add_argument("--reference-samples", type=int, default=20, help="the reference loop is slow: time a subset")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -70,11 +77,41 @@ def main() -> None:
         binned = bin_file(path, 1.0, 1000)
         ours_per_sample = (time.perf_counter() - t0) / args.samples
         ours_bytes = sum(a.nbytes for a in binned.values()) / args.samples
+        (Path(tmp) / "shd_test.h5").symlink_to(path)
+        loader_s, step_s, batch_shape = loader_vs_step(Path(tmp), args.batches)
     ref_bytes = 1000 * 700 * 8
     print(f"shape: {args.samples} samples, 2000-8000 spikes each, dt = 1 ms, T = 1000, 700 channels")
     print(f"reference loop : {ref_per_sample * 1e3:9.2f} ms/sample, {ref_bytes / 1e6:7.2f} MB/sample (dense float64)")
     print(f"norse-dh       : {ours_per_sample * 1e3:9.2f} ms/sample, {ours_bytes / 1e6:7.3f} MB/sample (sparse events)")
     print(f"speed-up {ref_per_sample / ours_per_sample:.0f}x, storage {ref_bytes / ours_bytes:.0f}x smaller")
+    print(f"whole training set ({args.samples} samples) binned in {ours_per_sample * args.samples:.1f} s")
+    print(
+        f"loader {loader_s * 1e3:.0f} ms per batch {batch_shape} vs training step {step_s * 1e3:.0f} ms "
+        f"(loader = {loader_s / step_s:.1%} of a step, threads = {torch.get_num_threads()})"
+    )
+
+
+def loader_vs_step(data_dir: Path, batches: int) -> tuple[float, float, tuple[int, ...]]:
+    """Mean time per batch of the cached SHD loader, and per training step of the SHD DH-SFNN on those batches."""
+    dm = SHDDataModule(str(data_dir), batch_size=100, cache_dir=str(data_dir / "cache"))
+    dm.setup("fit")
+    model = SequentialSNN(DHLIF(700, 64, 4, dend_tau_init="large"), LeakyReadout(64, 20))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    it = iter(dm.train_dataloader())
+    next(it)  # warm-up (workers, first allocation)
+    load, step = 0.0, 0.0
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        x, y = next(it)
+        t1 = time.perf_counter()
+        out, _ = model(x.transpose(0, 1))
+        loss = torch.nn.functional.cross_entropy(out[10:].softmax(-1).sum(0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        t2 = time.perf_counter()
+        load, step = load + t1 - t0, step + t2 - t1
+    return load / batches, step / batches, tuple(x.shape)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ clouds (10 batches of 500, both directions: 20 barcodes on 1000 vertices) with t
 threads, against the plain-ripser route. ``--clusters`` also runs the RTD paper's 60-cluster benchmark (Kendall tau).
 giotto-ph is not installed in this environment, so it is not measured.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_rtd_backends.py [--sizes 200 500] [--repeats 3] [--full] [--clusters]
+    OMP_NUM_THREADS=1 python benchmarks/bench_rtd.py [--sizes 200 500] [--repeats 3] [--full] [--clusters]
 """
 
 from __future__ import annotations
