@@ -191,71 +191,6 @@ void dhlif_fwd(int64_t T, int64_t B, int64_t N, int64_t D, int reset, int has_de
   }
 }
 
-// Backward of dhlif_fwd (reverse-time adjoint recursion; derivation in norse_dh/kernels/loop.py).
-// sd (T,B,N) surrogate derivative at u - theta; gz (T,B,N) output-spike gradient (or null); giT/guT/gzT gradients
-// of the final state (or null). Outputs: gI (T,B,N*D) (gradient of the total branch input); ga (N*D), gb, gvth (N)
-// accumulated in double; gi0 (B,N*D), gu0 (B,N), gz0 (B,N).
-template <typename S>
-void dhlif_bwd(int64_t T, int64_t B, int64_t N, int64_t D, int reset, int has_dend, const S* sd, const S* I,
-               const S* i, const S* u, const S* z, const S* a, const S* b, const S* vth, const S* i0, const S* u0,
-               const S* z0, const S* wrt, void* gemm, const S* gz, const S* giT, const S* guT, const S* gzT, S* gI,
-               double* ga, double* gb, double* gvth, S* gi0, S* gu0, S* gz0) {
-  const int64_t ND = N * D, BN = B * N, BND = B * ND;
-  std::vector<S> oma(ND), omb(N), C(N), GC(N), zeros(N, S(0));
-  for (int64_t j = 0; j < (has_dend ? ND : 0); ++j) oma[j] = S(1) - a[j];
-  for (int64_t n = 0; n < N; ++n) omb[n] = S(1) - b[n];
-  // carried adjoints of i[t], u[t], z[t] arriving from step t+1 live in the gi0/gu0/gz0 outputs
-  S* ci = gi0;
-  S* cu = gu0;
-  S* cz = gz0;
-  if (has_dend) {
-    for (int64_t k = 0; k < BND; ++k) ci[k] = giT ? giT[k] : S(0);
-    for (int64_t j = 0; j < ND; ++j) ga[j] = 0.0;
-  }
-  for (int64_t k = 0; k < BN; ++k) {
-    cu[k] = guT ? guT[k] : S(0);
-    cz[k] = gzT ? gzT[k] : S(0);
-  }
-  for (int64_t n = 0; n < N; ++n) gb[n] = gvth[n] = 0.0;
-  for (int64_t t = T - 1; t >= 0; --t) {
-    for (int64_t bb = 0; bb < B; ++bb) {
-      const int64_t row = t * B + bb, o = bb * N;
-      const S* It = I + row * ND;
-      const S* it = i + row * ND;
-      const S* up = (t == 0 ? u0 : u + (t - 1) * BN) + o;
-      const S* zp = (t == 0 ? z0 : z + (t - 1) * BN) + o;
-      const S* ip = (t == 0 ? i0 : i + (t - 1) * BND) + bb * ND;
-      const S* gzt = gz ? gz + row * N : zeros.data();
-      const S* Cb = It;
-      if (has_dend) {
-        branch_sum_any(N, D, it, C.data());
-        Cb = C.data();
-      }
-      S* gc = has_dend ? GC.data() : gI + row * ND;  // without dendrites dI is gc itself
-      if (reset == SUBTRACT)
-        soma_bwd_row<SUBTRACT>(N, Cb, up, zp, sd + row * N, gzt, b, omb.data(), vth, cu + o, cz + o, gc, gb, gvth);
-      else if (reset == ZERO)
-        soma_bwd_row<ZERO>(N, Cb, up, zp, sd + row * N, gzt, b, omb.data(), vth, cu + o, cz + o, gc, gb, gvth);
-      else
-        soma_bwd_row<NONE>(N, Cb, up, zp, sd + row * N, gzt, b, omb.data(), vth, cu + o, cz + o, gc, gb, gvth);
-      if (has_dend) branch_bwd_any(N, D, gc, ci + bb * ND, gI + row * ND, ga, ip, It, a, oma.data());
-    }
-    if (wrt) {  // adjoint of z[t-1] through the recurrent product: cz (B,N) += gI[t] (B,ND) @ wrt^T
-      const S* gIt = gI + t * BND;
-      if (gemm) {
-        gemm_acc(gemm, wrt, gIt, cz, int(N), int(B), int(ND));
-      } else {
-        for (int64_t bb = 0; bb < B; ++bb)
-          for (int64_t k = 0; k < N; ++k) {
-            S acc = 0;
-            for (int64_t j = 0; j < ND; ++j) acc += gIt[bb * ND + j] * wrt[k * ND + j];
-            cz[bb * N + k] += acc;
-          }
-      }
-    }
-  }
-}
-
 // exp(x) for x <= 0 as straight-line arithmetic that the compiler vectorises (glibc's exp is a scalar call):
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, Taylor polynomial (degree 7 in float: relative error < 1e-8;
 // degree 13 in double: < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
@@ -297,24 +232,113 @@ inline double exp_neg(double x) {
   return tiny ? 0.0 : p * scale;
 }
 
-// Multi-Gaussian surrogate derivative (norse_dh.functional.surrogate.multi_gaussian_grad) at x = u - theta, over
-// n values: sd = gamma [(1 + h) G(x; 0, s) - h G(x; s, k s) - h G(x; -s, k s)], the plain Gaussian if h == 0 (the
-// zero-width lobes are never evaluated). One flat vectorised pass.
+// Multi-Gaussian surrogate derivative (norse_dh.functional.surrogate.multi_gaussian_grad) at x = u - theta:
+// sd = gamma [(1 + h) G(x; 0, s) - h G(x; s, k s) - h G(x; -s, k s)], the plain Gaussian if h == 0 (the zero-width
+// lobes are never evaluated). The same per-element arithmetic serves the flat pass (mg_surrogate) and the fused
+// backward loop (which evaluates it row by row from u, so no (T, B, N) surrogate array is written or read).
+template <typename S>
+struct MG {
+  S kc, cc, ks, cs, s;
+  bool side;
+  MG(double gamma, double sigma, double height, double scale) {
+    const double rt = std::sqrt(2.0 * M_PI);
+    kc = S(gamma * (1.0 + height) / (rt * sigma));
+    cc = S(-1.0 / (2.0 * sigma * sigma));
+    const double w = scale * sigma;
+    side = height != 0.0;
+    ks = side ? S(gamma * height / (rt * w)) : S(0);
+    cs = side ? S(-1.0 / (2.0 * w * w)) : S(0);
+    s = S(sigma);
+  }
+  // sd[k] = surrogate at x[k], k < n
+  void row(int64_t n, const S* __restrict x, S* __restrict sd) const {
+    if (!side) {
+      for (int64_t k = 0; k < n; ++k) sd[k] = kc * exp_neg(cc * x[k] * x[k]);
+    } else {
+      for (int64_t k = 0; k < n; ++k) {
+        const S xp = x[k] - s, xm = x[k] + s;
+        sd[k] = kc * exp_neg(cc * x[k] * x[k]) - ks * (exp_neg(cs * xp * xp) + exp_neg(cs * xm * xm));
+      }
+    }
+  }
+};
+
 template <typename S>
 void mg_surrogate(int64_t n, const S* __restrict x, double gamma, double sigma, double height, double scale,
                   S* __restrict sd) {
-  const double rt = std::sqrt(2.0 * M_PI);
-  const S kc = S(gamma * (1.0 + height) / (rt * sigma)), cc = S(-1.0 / (2.0 * sigma * sigma));
-  const double side = scale * sigma;
-  const S ks = height == 0.0 ? S(0) : S(gamma * height / (rt * side));
-  const S cs = height == 0.0 ? S(0) : S(-1.0 / (2.0 * side * side));
-  const S s = S(sigma);
-  if (height == 0.0) {
-    for (int64_t k = 0; k < n; ++k) sd[k] = kc * exp_neg(cc * x[k] * x[k]);
-  } else {
-    for (int64_t k = 0; k < n; ++k) {
-      const S xp = x[k] - s, xm = x[k] + s;
-      sd[k] = kc * exp_neg(cc * x[k] * x[k]) - ks * (exp_neg(cs * xp * xp) + exp_neg(cs * xm * xm));
+  MG<S>(gamma, sigma, height, scale).row(n, x, sd);
+}
+
+// Backward of dhlif_fwd (reverse-time adjoint recursion; derivation in norse_dh/kernels/loop.py).
+// sd (T,B,N) surrogate derivative at u - theta; gz (T,B,N) output-spike gradient (or null); giT/guT/gzT gradients
+// of the final state (or null). Outputs: gI (T,B,N*D) (gradient of the total branch input); ga (N*D), gb, gvth (N)
+// accumulated in double; gi0 (B,N*D), gu0 (B,N), gz0 (B,N). With sd == null the multi-Gaussian surrogate
+// (parameters mg: gamma, sigma, height, scale) is evaluated per row from u[t] - theta inside the loop.
+template <typename S>
+void dhlif_bwd(int64_t T, int64_t B, int64_t N, int64_t D, int reset, int has_dend, const S* sd, const double* mg,
+               const S* I,
+               const S* i, const S* u, const S* z, const S* a, const S* b, const S* vth, const S* i0, const S* u0,
+               const S* z0, const S* wrt, void* gemm, const S* gz, const S* giT, const S* guT, const S* gzT, S* gI,
+               double* ga, double* gb, double* gvth, S* gi0, S* gu0, S* gz0) {
+  const int64_t ND = N * D, BN = B * N, BND = B * ND;
+  std::vector<S> oma(ND), omb(N), C(N), GC(N), zeros(N, S(0)), X(N), SD(N);
+  const MG<S> surr(mg ? mg[0] : 1.0, mg ? mg[1] : 1.0, mg ? mg[2] : 0.0, mg ? mg[3] : 1.0);
+  for (int64_t j = 0; j < (has_dend ? ND : 0); ++j) oma[j] = S(1) - a[j];
+  for (int64_t n = 0; n < N; ++n) omb[n] = S(1) - b[n];
+  // carried adjoints of i[t], u[t], z[t] arriving from step t+1 live in the gi0/gu0/gz0 outputs
+  S* ci = gi0;
+  S* cu = gu0;
+  S* cz = gz0;
+  if (has_dend) {
+    for (int64_t k = 0; k < BND; ++k) ci[k] = giT ? giT[k] : S(0);
+    for (int64_t j = 0; j < ND; ++j) ga[j] = 0.0;
+  }
+  for (int64_t k = 0; k < BN; ++k) {
+    cu[k] = guT ? guT[k] : S(0);
+    cz[k] = gzT ? gzT[k] : S(0);
+  }
+  for (int64_t n = 0; n < N; ++n) gb[n] = gvth[n] = 0.0;
+  for (int64_t t = T - 1; t >= 0; --t) {
+    for (int64_t bb = 0; bb < B; ++bb) {
+      const int64_t row = t * B + bb, o = bb * N;
+      const S* It = I + row * ND;
+      const S* it = i + row * ND;
+      const S* up = (t == 0 ? u0 : u + (t - 1) * BN) + o;
+      const S* zp = (t == 0 ? z0 : z + (t - 1) * BN) + o;
+      const S* ip = (t == 0 ? i0 : i + (t - 1) * BND) + bb * ND;
+      const S* gzt = gz ? gz + row * N : zeros.data();
+      const S* Cb = It;
+      if (has_dend) {
+        branch_sum_any(N, D, it, C.data());
+        Cb = C.data();
+      }
+      S* gc = has_dend ? GC.data() : gI + row * ND;  // without dendrites dI is gc itself
+      const S* sdr = sd ? sd + row * N : SD.data();
+      if (!sd) {  // the surrogate at u[t] - theta, same arithmetic as mg_surrogate on (u - theta)
+        const S* ur = u + row * N;
+        for (int64_t n = 0; n < N; ++n) X[n] = ur[n] - vth[n];
+        surr.row(N, X.data(), SD.data());
+      }
+      if (reset == SUBTRACT)
+        soma_bwd_row<SUBTRACT>(N, Cb, up, zp, sdr, gzt, b, omb.data(), vth, cu + o, cz + o, gc, gb, gvth);
+      else if (reset == ZERO)
+        soma_bwd_row<ZERO>(N, Cb, up, zp, sdr, gzt, b, omb.data(), vth, cu + o, cz + o, gc, gb, gvth);
+      else
+        soma_bwd_row<NONE>(N, Cb, up, zp, sdr, gzt, b, omb.data(), vth, cu + o, cz + o, gc, gb, gvth);
+      if (has_dend) branch_bwd_any(N, D, gc, ci + bb * ND, gI + row * ND, ga, ip, It, a, oma.data());
+    }
+    if (wrt) {  // adjoint of z[t-1] through the recurrent product: cz (B,N) += gI[t] (B,ND) @ wrt^T
+      const S* gIt = gI + t * BND;
+      if (gemm) {
+        gemm_acc(gemm, wrt, gIt, cz, int(N), int(B), int(ND));
+      } else {
+        for (int64_t bb = 0; bb < B; ++bb)
+          for (int64_t k = 0; k < N; ++k) {
+            S acc = 0;
+            for (int64_t j = 0; j < ND; ++j) acc += gIt[bb * ND + j] * wrt[k * ND + j];
+            cz[bb * N + k] += acc;
+          }
+      }
     }
   }
 }
@@ -421,13 +445,18 @@ void ev_rows_fwd(int64_t R, int64_t P, const int64_t* rowptr, const int32_t* col
   }
 }
 
-// Its weight gradient: gwt (M, P) = sum over events (r, m, v) of v * g[r, :] in row m.
+// Its weight gradient: gwt (M, P) = sum over events (r, m, v) of v * g[r, :] in row m; gbias (P, or null) = sum_r g[r].
 template <typename S>
 void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const int32_t* cols, const S* vals,
-                   const S* g, S* gwt) {
+                   const S* g, S* gwt, double* gbias) {
   std::memset(gwt, 0, sizeof(S) * M * P);
+  if (gbias) std::fill(gbias, gbias + P, 0.0);
   for (int64_t r = 0; r < R; ++r) {
     const S* __restrict gr = g + r * P;
+    if (gbias) {  // the bias gradient in the same pass over g (sum of rows, in double)
+      double* __restrict gbr = gbias;
+      for (int64_t j = 0; j < P; ++j) gbr[j] += double(gr[j]);
+    }
     for (int64_t k = rowptr[r]; k < rowptr[r + 1]; ++k) {
       const S v = vals[k];
       S* __restrict w = gwt + int64_t(cols[k]) * P;
@@ -447,11 +476,11 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
     dhlif_fwd<S>(T, B, N, D, reset, has_dend, store_all, I, Itot, a, b, vth, i0, u0, z0, wrt, i_out, u_out, z_out); \
   }                                                                                                               \
   EXPORT void dhlif_bwd_##SUF(int64_t T, int64_t B, int64_t N, int64_t D, int reset, int has_dend, const S* sd,   \
-                              const S* I, const S* i, const S* u, const S* z, const S* a, const S* b, const S* vth, \
+                              const double* mg, const S* I, const S* i, const S* u, const S* z, const S* a, const S* b, const S* vth, \
                               const S* i0, const S* u0, const S* z0, const S* wrt, void* gemm, const S* gz,        \
                               const S* giT, const S* guT, const S* gzT, S* gI, double* ga, double* gb,            \
                               double* gvth, S* gi0, S* gu0, S* gz0) {                                             \
-    dhlif_bwd<S>(T, B, N, D, reset, has_dend, sd, I, i, u, z, a, b, vth, i0, u0, z0, wrt, gemm, gz, giT, guT, gzT, \
+    dhlif_bwd<S>(T, B, N, D, reset, has_dend, sd, mg, I, i, u, z, a, b, vth, i0, u0, z0, wrt, gemm, gz, giT, guT, gzT, \
                  gI, ga, gb, gvth, gi0, gu0, gz0);                                                                 \
   }                                                                                                               \
   EXPORT void leaky_fwd_##SUF(int64_t T, int64_t B, int64_t K, const S* I, const S* b, const S* m0, S* m) {       \
@@ -470,8 +499,8 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
     ev_rows_fwd<S>(R, P, rowptr, cols, vals, wt, bias, out);                                                      \
   }                                                                                                               \
   EXPORT void ev_rows_wgrad_##SUF(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const int32_t* cols,     \
-                                  const S* vals, const S* g, S* gwt) {                                            \
-    ev_rows_wgrad<S>(R, M, P, rowptr, cols, vals, g, gwt);                                                        \
+                                  const S* vals, const S* g, S* gwt, double* gbias) {                             \
+    ev_rows_wgrad<S>(R, M, P, rowptr, cols, vals, g, gwt, gbias);                                                        \
   }                                                                                                               \
   EXPORT void mg_surrogate_##SUF(int64_t n, const S* x, double gamma, double sigma, double height, double scale,  \
                                  S* sd) {                                                                         \
@@ -481,4 +510,4 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)
 
-EXPORT int norse_dh_kernels_abi() { return 4; }
+EXPORT int norse_dh_kernels_abi() { return 5; }

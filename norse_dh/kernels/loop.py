@@ -27,9 +27,10 @@ loop (Norse's own C++/compile comparison is in norse.md section 6). The kernels 
 compiled with ``g++`` in a few seconds and called through ``ctypes``: each step is a few flat, vectorised loops over
 ``B*N*D`` values, with no allocation and no autograd node per step.
 
-The surrogate derivative ``s'`` for the whole sequence is one vectorised pass before the reverse loop: the
-multi-Gaussian in C++ (``mg_surrogate``), every other method through the backward of
-:func:`norse_dh.functional.surrogate.spike_fn` itself, so all of Norse's surrogates are supported. Saved for
+The surrogate derivative ``s'``: the multi-Gaussian is evaluated inside the reverse loop, row by row from
+``u[t] - theta`` (same arithmetic as the flat ``mg_surrogate`` kernel, so no ``(T, B, N)`` array of it and of
+``u - theta`` is written and read again); every other method is one vectorised pass before the loop through the
+backward of :func:`norse_dh.functional.surrogate.spike_fn` itself, so all of Norse's surrogates are supported. Saved for
 backward: ``I``, ``i`` ``(T, B, N, D)``, ``u`` and ``z`` ``(T, B, N)``, the minimum the adjoint recursion reads (the
 step-by-step loop keeps about five tensors of that size per step). Under ``no_grad`` only one step of state is kept.
 """
@@ -124,13 +125,13 @@ class _DHLIFLoop(torch.autograd.Function):
         suf = DTYPES[total.dtype]
         cont = [g.contiguous() if g is not None else None for g in (gz, gi_T, gu_T, gz_T)]
         opts = dict(dtype=total.dtype, device=total.device)
-        x = (u_all - vth).contiguous()  # the threshold distance of every step, one vectorised pass
-        if cfg["method"] == "mg":  # the paper's surrogate in C++ (same formula, vectorised exp)
-            sd = torch.empty_like(x)
+        mg_params = None
+        if cfg["method"] == "mg":  # the paper's surrogate, evaluated per row inside the C++ loop from u - theta
             mg = cfg["mg"]
-            getattr(lib, f"mg_surrogate_{suf}")(x.numel(), _ptr(x), mg.gamma, mg.sigma, mg.height, mg.scale, _ptr(sd))
-        else:
-            sd = surrogate_derivative(x, cfg["method"], cfg["alpha"], cfg["mg"]).contiguous()
+            mg_params = torch.tensor([mg.gamma, mg.sigma, mg.height, mg.scale], dtype=torch.float64)
+            sd = None
+        else:  # every other surrogate: one vectorised pass through the functional code's own backward
+            sd = surrogate_derivative((u_all - vth).contiguous(), cfg["method"], cfg["alpha"], cfg["mg"]).contiguous()
         gI = torch.empty_like(total)
         ga = torch.empty((N, D), dtype=torch.float64) if has_dend else None  # double accumulators
         gb = torch.empty(N, dtype=torch.float64)
@@ -141,7 +142,7 @@ class _DHLIFLoop(torch.autograd.Function):
         gemm = build.gemm_pointer(total.dtype) if wrt is not None else None
         getattr(lib, f"dhlif_bwd_{suf}")(
             T, B, N, D, RESET_CODES[cfg["reset"]], int(has_dend),
-            _ptr(sd), _ptr(total), _ptr(i_all), _ptr(u_all), _ptr(z), _ptr(a), _ptr(b), _ptr(vth), _ptr(i0),
+            _ptr(sd), _ptr(mg_params), _ptr(total), _ptr(i_all), _ptr(u_all), _ptr(z), _ptr(a), _ptr(b), _ptr(vth), _ptr(i0),
             _ptr(u0), _ptr(z0), _ptr(wrt), ctypes.c_void_p(gemm) if gemm else None,
             *[_ptr(g) for g in cont], _ptr(gI), _ptr(ga), _ptr(gb), _ptr(gvth), _ptr(gi0), _ptr(gu0), _ptr(gz0),
         )  # fmt: skip

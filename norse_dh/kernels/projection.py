@@ -32,7 +32,7 @@ from torch.autograd.function import once_differentiable
 from norse_dh.kernels import build
 from norse_dh.kernels.loop import DTYPES
 
-# Input density below which the event path runs. Measured with ``benchmarks/bench_dhlif_sequence.py --projection``
+# Input density below which the event path runs. Measured with ``benchmarks/bench_dhsnn.py --projection``
 # (1 thread, 16000x700 inputs -> 256 outputs, forward + weight gradient): see the module docstring and the report.
 EVENT_BREAK_EVEN = float(os.environ.get("NORSE_DH_EVENT_BREAK_EVEN", "0.15"))
 
@@ -127,13 +127,25 @@ class _EventLinear(torch.autograd.Function):
         R, M, P = ctx.shape
         g = g.contiguous()
         gx = g @ wt.t() if ctx.needs_input_grad[0] else None
-        gwt = None
+        gwt = gb = None
+        want_b = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1]:
             gwt = torch.empty((M, P), dtype=g.dtype)
+            gb64 = torch.empty(P, dtype=torch.float64) if want_b else None  # summed in the same pass over g
             getattr(lib, f"ev_rows_wgrad_{DTYPES[g.dtype]}")(
-                R, M, P, rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), g.data_ptr(), gwt.data_ptr()
+                R,
+                M,
+                P,
+                rowptr.data_ptr(),
+                cols.data_ptr(),
+                vals.data_ptr(),
+                g.data_ptr(),
+                gwt.data_ptr(),
+                gb64.data_ptr() if want_b else None,
             )
-        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            gb = gb64.to(g.dtype) if want_b else None
+        elif want_b:
+            gb = g.sum(0)
         return gx, gwt, gb, None
 
 

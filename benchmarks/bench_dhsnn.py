@@ -1,33 +1,37 @@
-"""Training-step speed of the norse-dh DH-LIF sequence layers against the reference DH-SNN formulation.
+"""Training-step speed of the norse-dh DH-SNN layers (issue 3): per-step baseline, Norse's LIF, ours, dense floor.
 
-Compares, per shape, forward + backward of one layer (loss = weighted sum of the output spikes):
+For every shape of the issue, forward + backward of one layer (loss = weighted sum of the output spikes), ms per
+training step of:
 
-- ``reference``: a faithful re-implementation of the reference DH-SFNN / DH-SRNN step (eva1801/DH-SNN
+- (a) ``per-step``: a faithful re-implementation of the reference DH-SFNN / DH-SRNN step (eva1801/DH-SNN
   ``SHD/SNN_layers/spike_dense.py:143-156``, ``spike_rnn.py:169-182``): per step ``torch.cat`` zero padding (and the
   previous spikes for DH-SRNN), one dense Linear over the masked ``(N*D) x (M+pad)`` weight, ``sigmoid(tau)``
   recomputed, the branch and soma updates and the ``ActFun_adp`` multi-Gaussian surrogate, looped in Python;
-- ``ours``: ``norse_dh.modules.DHLIF`` / ``DHLIFRecurrent`` (fast path of ``norse_dh.kernels``);
-- ``dense floor``: the forward product of all steps and its weight-gradient product alone (what any dense
-  implementation must at least do);
-- ``norse LIF`` (D = 1 row): ``nn.Linear`` over the sequence + Norse's ``LIF`` layer of the same width.
+- (b) ``norse LIF``: Norse's vanilla layer of the same width, ``nn.Linear(M, N)`` over the sequence + ``norse.torch.LIF``
+  (DH-SRNN: ``norse.torch.LIFRecurrent(M, N)``);
+- (c) ``ours``: ``norse_dh.modules.DHLIF`` / ``DHLIFRecurrent`` (the fast path of ``norse_dh.kernels``);
+- (d) ``dense floor``: the forward product of all steps and its weight-gradient product alone, over the masked
+  ``(N*D) x M`` weight (what any dense implementation must at least do);
 
-Timings interleave the variants (A/B/A/B...) so machine contention hits all equally; medians are printed with the
-ratios, the thread count and the peak tensor memory of one step (torch profiler memory events). The default clock
-is the process CPU time (``--clock cpu``): with one thread it is the work done, and it stays meaningful on a
-shared, oversubscribed machine where wall-clock times inflate with the load; ``--clock wall`` gives wall time.
-``ours`` runs with ``check_finite = False`` (the reference has no such check); the cost of the layers' default
-NaN/inf input check is printed separately.
+with the peak tensor memory of one step of (a), (b), (c) (profiler memory events), the ratios, and the issue's
+targets checked at the end. Timings interleave the variants (a, b, c, d, a, b, ...) so machine contention hits all
+equally; medians are printed. The default clock is the process CPU time (``--clock cpu``): with one thread it is
+the work done, and it stays meaningful on a shared, oversubscribed machine where wall-clock times inflate with the
+load; ``--clock wall`` gives wall time. ``ours`` runs with ``check_finite = False`` (the reference has no such
+check); the cost of the layers' default NaN/inf input check is printed separately.
 
-    python benchmarks/bench_dhlif_sequence.py            # default shapes, ~1-2 min on 1 thread
-    python benchmarks/bench_dhlif_sequence.py --quick    # CI-size shapes, a few seconds
-    python benchmarks/bench_dhlif_sequence.py --full     # adds B=100, T=1000, D=8 (slow)
-    python benchmarks/bench_dhlif_sequence.py --projection   # event vs dense projection break-even
+    python benchmarks/bench_dhsnn.py               # all shapes but B=100, T=1000, D=8; ~1-2 min on 1 thread
+    python benchmarks/bench_dhsnn.py --full        # adds the B=100, T=1000, 700->64, D=8, 2 % shape (slow)
+    python benchmarks/bench_dhsnn.py --only XOR    # shapes whose name contains XOR
+    python benchmarks/bench_dhsnn.py --quick       # CI-size shapes, a few seconds
+    python benchmarks/bench_dhsnn.py --projection  # event vs dense vs shared projection break-even
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -37,9 +41,10 @@ from torch import Tensor, nn
 
 from norse_dh.kernels import kernels_available, plan_for, project
 from norse_dh.modules import DHLIF, DHLIFRecurrent
+from norse_dh.modules.soma import check_input
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reference formulation (re-implemented from the reference code; comments give its file and lines)
+# (a) Per-step baseline: the reference formulation (re-implemented from the reference code; comments give its lines)
 # ----------------------------------------------------------------------------------------------------------------
 GAMMA, LENS, HIGHT, SCALE, R_M = 0.5, 0.5, 0.15, 6.0, 1.0  # spike_neuron.py l.11-13, 37-38
 
@@ -168,6 +173,41 @@ def _loss_weights(s: Shape) -> Tensor:
     return torch.randn(s.T, s.B, s.N, generator=torch.Generator().manual_seed(1))
 
 
+def _interleaved(variants: dict, reps: int, before=None) -> dict[str, float]:
+    """Median ms per call of each variant, timed round-robin (a, b, c, a, b, c, ...) after one warm-up call each."""
+    for fn in variants.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(reps):
+        for k, fn in variants.items():
+            if before is not None:
+                before()
+            t0 = clock()
+            fn()
+            times[k].append(clock() - t0)
+    return {k: _median_ms(v) for k, v in times.items()}
+
+
+def _norse_layer(s: Shape) -> nn.Module:
+    """Norse's vanilla LIF layer of the same width: Linear + LIF (DH-SRNN: LIFRecurrent), time-first."""
+    from norse.torch import LIF, LIFParameters, LIFRecurrent
+
+    p = LIFParameters(v_th=torch.tensor(0.1))
+    if s.recurrent:
+        return LIFRecurrent(s.M, s.N, p)
+    lin, lif = nn.Linear(s.M, s.N), LIF(p)
+
+    class _LinLIF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.lif = lin, lif
+
+        def forward(self, x: Tensor) -> tuple[Tensor, object]:
+            return self.lif(self.lin(x))
+
+    return _LinLIF()
+
+
 def bench_shape(s: Shape, reps: int, memory: bool, forward_only: bool = False) -> dict:
     torch.manual_seed(0)
     cls = DHLIFRecurrent if s.recurrent else DHLIF
@@ -176,26 +216,22 @@ def bench_shape(s: Shape, reps: int, memory: bool, forward_only: bool = False) -
         ours.dendrites.weight.mul_(40.0)  # drive for 1-10 % hidden firing rates (printed as "rate")
     ours.check_finite = False
     ref = ReferenceDHLayer(ours, s.recurrent)
+    norse = _norse_layer(s)
     x = _inputs(s)
     w_out = _loss_weights(s)
     w_eff = ours.dendrites.masked_weight()[:, : s.M].detach().clone().requires_grad_()
     g_out = torch.randn(s.T * s.B, s.N * s.D)
 
-    def run_ours():
-        if forward_only:
-            with torch.no_grad():
-                return ours(x)[0]
-        z, _ = ours(x)
-        (z * w_out).sum().backward()
-        return z
+    def train_step(fn):
+        def run():
+            if forward_only:
+                with torch.no_grad():
+                    return fn()
+            z = fn()
+            (z * w_out).sum().backward()
+            return z
 
-    def run_ref():
-        if forward_only:
-            with torch.no_grad():
-                return reference_run(ref, x)
-        z = reference_run(ref, x)
-        (z * w_out).sum().backward()
-        return z
+        return run
 
     x2 = x.reshape(-1, s.M)
 
@@ -205,38 +241,37 @@ def bench_shape(s: Shape, reps: int, memory: bool, forward_only: bool = False) -
             _ = g_out.t() @ x2  # the weight-gradient product
         return out
 
-    variants = {"reference": run_ref, "ours": run_ours, "dense floor": run_floor}
-    for fn in variants.values():  # warm-up (builds the kernels and the mask plan)
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(reps):
-        for k, fn in variants.items():
-            ours.zero_grad(set_to_none=True)
-            ref.zero_grad(set_to_none=True)
-            t0 = clock()
-            fn()
-            times[k].append(clock() - t0)
-    res = {k: _median_ms(v) for k, v in times.items()}
+    variants = {
+        "per-step": train_step(lambda: reference_run(ref, x)),
+        "norse LIF": train_step(lambda: norse(x)[0]),
+        "ours": train_step(lambda: ours(x)[0]),
+        "dense floor": run_floor,
+    }
+
+    def zero():
+        for m in (ours, ref, norse):
+            m.zero_grad(set_to_none=True)
+
+    res = _interleaved(variants, reps, before=zero)
     with torch.no_grad():
         z_ours = ours(x)[0]
         res["rate"] = float(z_ours.mean())
         res["spikes equal"] = bool(torch.equal(z_ours, reference_run(ref, x)))
     if memory:
-        res["mem ours"] = peak_memory_mb(run_ours)
-        res["mem reference"] = peak_memory_mb(run_ref)
+        # The profiler's event log of the Python time loops (a), (b) at T*B >= 1e5 (the T=1000 shape) outgrows the
+        # machine's memory and the process is killed, so there only (c) is profiled.
+        for k in ("per-step", "norse LIF", "ours") if s.T * s.B < 100_000 else ("ours",):
+            zero()
+            res["mem " + k] = peak_memory_mb(variants[k])
     return res
 
 
-def bench_d1_vs_norse(B: int, T: int, M: int, N: int, density: float, reps: int) -> dict:
+def bench_d1_vs_norse(s: Shape, reps: int) -> dict:
     """D = 1 DH-LIF layer against nn.Linear + Norse's LIF (same width), forward + backward."""
-    from norse.torch import LIF, LIFParameters
-
     torch.manual_seed(0)
-    s = Shape("d1", B, T, M, N, 1, density)
-    ours = DHLIF(M, N, branches=1, seed=0)
+    ours = DHLIF(s.M, s.N, branches=1, seed=0)
     ours.check_finite = False
-    lin = nn.Linear(M, N)
-    lif = LIF(LIFParameters(v_th=torch.tensor(0.1)))
+    norse = _norse_layer(s)
     x, w_out = _inputs(s), _loss_weights(s)
 
     def run_ours():
@@ -244,19 +279,10 @@ def bench_d1_vs_norse(B: int, T: int, M: int, N: int, density: float, reps: int)
         (z * w_out).sum().backward()
 
     def run_norse():
-        z, _ = lif(lin(x))
+        z, _ = norse(x)
         (z * w_out).sum().backward()
 
-    variants = {"norse LIF": run_norse, "ours D=1": run_ours}
-    for fn in variants.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(reps):
-        for k, fn in variants.items():
-            t0 = clock()
-            fn()
-            times[k].append(clock() - t0)
-    return {k: _median_ms(v) for k, v in times.items()}
+    return _interleaved({"norse LIF": run_norse, "ours D=1": run_ours}, reps)
 
 
 def bench_projection(reps: int) -> None:
@@ -281,22 +307,25 @@ def bench_projection(reps: int) -> None:
             "events": lambda: run("events", layers["random"]),
             "shared": lambda: run("shared", layers["grouped"]),
         }
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for fn in fns.values():
-            fn()
-        for _ in range(reps):
-            for k, fn in fns.items():
-                t0 = clock()
-                fn()
-                times[k].append(clock() - t0)
-        m = {k: _median_ms(v) for k, v in times.items()}
+        m = _interleaved(fns, reps)
         print(f"{dens:8.2f} {m['dense']:8.1f} {m['events']:8.1f} {m['shared']:16.1f}", flush=True)
+
+
+def _shape_str(s: Shape) -> str:
+    mn = f"{s.M}{'+' + str(s.N) if s.recurrent else ''}->{s.N}"
+    return f"B={s.B}, T={s.T}, {mn}, D={s.D}, {s.mask}, {s.density:.0%}"
+
+
+def _check(name: str, value: float, op: str, bound: float) -> str:
+    ok = value >= bound if op == ">=" else value <= bound
+    return f"  [{'met' if ok else 'NOT met'}] {name}: {value:.2f} (target {op} {bound})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, 2 repetitions (CI)")
     ap.add_argument("--full", action="store_true", help="also the B=100, T=1000, D=8 shape")
+    ap.add_argument("--only", default=None, help="run only the shapes whose name contains this text")
     ap.add_argument("--projection", action="store_true", help="event vs dense projection break-even only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=None)
@@ -307,8 +336,8 @@ def main() -> None:
     clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, fused kernels: {kernels_available()}, "
-        f"clock: {args.clock}"
+        f"torch {torch.__version__}, {platform.machine()} CPU, threads {torch.get_num_threads()}, "
+        f"fused kernels: {kernels_available()}, clock: {args.clock} (median of the interleaved repetitions)"
     )
     if args.projection:
         bench_projection(args.reps or 3)
@@ -319,6 +348,7 @@ def main() -> None:
             Shape("XOR-like small", 50, 40, 40, 16, 2, 0.1, mask="contiguous"),
             Shape("DH-SRNN small", 8, 50, 100, 16, 2, 0.05, recurrent=True),
         ]
+        d1_shape = Shape("D=1", 8, 50, 100, 16, 1, 0.05)
         reps = args.reps or 2
     else:
         shapes = [
@@ -329,45 +359,72 @@ def main() -> None:
             Shape("XOR", 500, 100, 40, 16, 2, 0.1, mask="contiguous"),
             Shape("DH-SRNN 5%", 64, 250, 700, 64, 2, 0.05, recurrent=True),
         ]
-        if args.full:
-            shapes.append(Shape("SHD script T=1000 D=8", 100, 1000, 700, 64, 8, 0.02))
+        shapes.append(Shape("SHD T=1000 D=8 2%", 100, 1000, 700, 64, 8, 0.02))
+        d1_shape = Shape("D=1", 64, 250, 700, 64, 1, 0.05)
         reps = args.reps or 5
+    skipped = []
+    if not args.quick and not args.full:
+        skipped = [s.name for s in shapes if "T=1000" in s.name]
+        shapes = [s for s in shapes if "T=1000" not in s.name]
+    if args.only:
+        shapes = [s for s in shapes if args.only in s.name]
+    print(f"ms per training step (forward + backward), {reps} interleaved repetitions; peak tensor memory in MB")
     head = (
-        f"{'shape':24} {'B':>4} {'T':>5} {'M->N':>9} {'D':>2} {'dens':>5} {'mask':>10} | {'ref ms':>8} {'ours ms':>8}"
+        f"| {'shape':18} | {'B, T, M->N, D, mask, density':40} | {'(a) per-step':>12} | {'(b) norse LIF':>13} | "
+        f"{'(c) ours':>8} | {'(d) dense floor':>15} | {'a/c':>6} | {'c/d':>5} | {'c/b':>5} | "
+        f"{'mem a/b/c MB':>17} | spikes a==c, rate |"
     )
-    head += f" {'floor ms':>8} | {'ref/ours':>8} {'ours/floor':>10} | {'mem ref MB':>10} {'mem ours MB':>11} spikes=="
     print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    results = {}
     for s in shapes:
-        r = bench_shape(s, reps, memory=not args.no_memory)
-        mn = f"{s.M}{'+' + str(s.N) if s.recurrent else ''}->{s.N}"
+        r = results[s.name] = bench_shape(s, reps, memory=not args.no_memory)
+        mem = "/".join(f"{r.get('mem ' + k, float('nan')):.0f}" for k in ("per-step", "norse LIF", "ours"))
         print(
-            f"{s.name:24} {s.B:4d} {s.T:5d} {mn:>9} {s.D:2d} {s.density:5.2f} {s.mask:>10} | "
-            f"{r['reference']:8.1f} {r['ours']:8.1f} {r['dense floor']:8.1f} | {r['reference'] / r['ours']:8.2f} "
-            f"{r['ours'] / r['dense floor']:10.2f} | {r.get('mem reference', float('nan')):10.1f} "
-            f"{r.get('mem ours', float('nan')):11.1f} {r['spikes equal']} (rate {r['rate']:.3f})",
+            f"| {s.name:18} | {_shape_str(s):40} | {r['per-step']:12.1f} | {r['norse LIF']:13.1f} | "
+            f"{r['ours']:8.1f} | {r['dense floor']:15.1f} | {r['per-step'] / r['ours']:6.2f} | "
+            f"{r['ours'] / r['dense floor']:5.2f} | {r['ours'] / r['norse LIF']:5.2f} | {mem:>17} | "
+            f"{r['spikes equal']}, {r['rate']:.3f} |",
             flush=True,
         )
-    fshape = shapes[0]
-    r = bench_shape(fshape, reps, memory=False, forward_only=True)
+    if skipped:
+        print(f"(not run: {', '.join(skipped)}; pass --full to include it)")
+    fshape = next((s for s in shapes if s.name.startswith("SHD 5")), shapes[0])
+    fwd = bench_shape(fshape, reps, memory=False, forward_only=True)
     print(
-        f"forward only ({fshape.name}): reference {r['reference']:.1f} ms, ours {r['ours']:.1f} ms, "
-        f"ratio {r['reference'] / r['ours']:.2f}"
+        f"forward only ({fshape.name}): per-step {fwd['per-step']:.1f} ms, norse LIF {fwd['norse LIF']:.1f} ms, "
+        f"ours {fwd['ours']:.1f} ms, dense floor {fwd['dense floor']:.1f} ms; per-step/ours "
+        f"{fwd['per-step'] / fwd['ours']:.2f}"
     )
     x = _inputs(fshape)
+    probe = DHLIF(fshape.M, fshape.N, branches=fshape.D, seed=0)
     t_check = []
     for _ in range(reps):
         t0 = clock()
-        bool(torch.isfinite(x).all())
+        check_input(probe, x, 3, fshape.M, "input sequence")  # what the layers run when check_finite is True
         t_check.append(clock() - t0)
     print(f"default NaN/inf input check of the layers ({fshape.name} input): {_median_ms(t_check):.1f} ms per call")
-    if args.quick:
-        d1 = bench_d1_vs_norse(8, 50, 100, 16, 0.05, reps)
-    else:
-        d1 = bench_d1_vs_norse(64, 250, 700, 64, 0.05, reps)
+    d1 = bench_d1_vs_norse(d1_shape, reps)
     print(
-        f"D=1 layer vs nn.Linear + norse LIF (fwd+bwd): norse {d1['norse LIF']:.1f} ms, ours {d1['ours D=1']:.1f} ms,"
-        f" ratio {d1['norse LIF'] / d1['ours D=1']:.2f}"
+        f"D=1 layer vs nn.Linear + norse LIF ({_shape_str(d1_shape)}, fwd+bwd): norse {d1['norse LIF']:.1f} ms, "
+        f"ours {d1['ours D=1']:.1f} ms, norse/ours {d1['norse LIF'] / d1['ours D=1']:.2f}"
     )
+    if args.quick or args.only:
+        return
+    print(f"targets of issue 3 (this run, {torch.get_num_threads()} thread(s)):")
+    r = results
+    checks = [
+        ("XOR per-step/ours", r["XOR"]["per-step"] / r["XOR"]["ours"], ">=", 10),
+        ("SHD 5% per-step/ours", r["SHD 5%"]["per-step"] / r["SHD 5%"]["ours"], ">=", 2.5),
+        ("SHD 5% ours/dense floor", r["SHD 5%"]["ours"] / r["SHD 5%"]["dense floor"], "<=", 0.8),
+        ("SHD 20% ours/dense floor", r["SHD 20%"]["ours"] / r["SHD 20%"]["dense floor"], "<=", 1.2),
+        ("grouped per-step/ours", r["SHD grouped 5%"]["per-step"] / r["SHD grouped 5%"]["ours"], ">=", 3),
+        ("DH-SRNN per-step/ours", r["DH-SRNN 5%"]["per-step"] / r["DH-SRNN 5%"]["ours"], ">=", 2),
+        ("D=1 norse/ours", d1["norse LIF"] / d1["ours D=1"], ">=", 1.0),
+        ("forward-only SHD per-step/ours", fwd["per-step"] / fwd["ours"], ">=", 3),
+    ]
+    for c in checks:
+        print(_check(*c))
 
 
 if __name__ == "__main__":
