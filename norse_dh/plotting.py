@@ -59,7 +59,7 @@ def plot_timing_histograms(
     names = list(before) if before else list(after or {})
     if not names:
         raise ValueError("no timing factors to plot (no parameter name ends in 'tau_raw')")
-    fig = Figure(figsize=(5.5, 2.4 * len(names)), layout="constrained")
+    fig = Figure(figsize=(8.0, 2.4 * len(names)), layout="constrained")
     axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
     edges = torch.linspace(0.0, 1.0, bins + 1).tolist()
     for ax, name in zip(axes, names):
@@ -76,7 +76,13 @@ def plot_timing_histograms(
         ax.set_xlim(0.0, 1.0)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("count")
-        ax.legend(fontsize=7, loc="upper left")
+        # Many branches: two legend columns outside the axes so the legend never hides the histograms.
+        ax.legend(
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            ncol=1 + (len(ax.get_legend_handles_labels()[1]) > 8),
+        )
     axes[-1].set_xlabel("timing factor sigmoid(raw) (per-step decay)")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -139,7 +145,8 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | Pat
                 ax.plot(xs, ys, marker="o", markersize=3, label=key.removesuffix("_epoch"))
         ax.set_xlabel("epoch")
         ax.set_ylabel(kind if kind == "loss" else "accuracy")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[1]:  # no labelled curves (e.g. a task logging other metrics): no legend
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
