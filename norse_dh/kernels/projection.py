@@ -23,6 +23,7 @@ The input gradient (needed only when the input comes from a trainable layer) is 
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -71,28 +72,33 @@ def _shared_groups(sub: Tensor, branches: int) -> list[tuple[Tensor, list[Tensor
     return groups
 
 
-_plans: dict = {}
+_plans: dict = {}  # mask key -> (weakref to the mask, plan)
+_full_plans: dict = {}  # unmasked Linear shapes -> plan
 
 
 def plan_for(mask: Tensor, in_features: int, branches: int) -> ProjectionPlan:
-    """Cached :class:`ProjectionPlan` (keyed by the mask's storage and version: rebuilt if the mask changes)."""
+    """Cached :class:`ProjectionPlan` (keyed by the mask's storage and version: rebuilt if the mask changes).
+
+    The entry also holds a weak reference to the mask it was built from: a freed mask whose memory is reused by a
+    new mask of the same shape has the same storage key, and must not get the old plan.
+    """
     key = (mask.data_ptr(), mask._version, tuple(mask.shape), in_features, branches)
-    plan = _plans.get(key)
-    if plan is None:
+    entry = _plans.get(key)
+    if entry is None or entry[0]() is not mask:
         if len(_plans) > 64:
             _plans.clear()
-        plan = _plans[key] = ProjectionPlan(mask, in_features, branches)
-    return plan
+        entry = _plans[key] = (weakref.ref(mask), ProjectionPlan(mask, in_features, branches))
+    return entry[1]
 
 
 def full_plan(out_features: int, in_features: int, width: int | None = None) -> ProjectionPlan:
     """Plan of an unmasked Linear ``(out_features, width)`` whose first ``in_features`` columns are used."""
     width = in_features if width is None else width
     key = ("full", out_features, in_features, width)
-    plan = _plans.get(key)
+    plan = _full_plans.get(key)
     if plan is None:
         ones = torch.ones(out_features, width, dtype=torch.bool)
-        plan = _plans[key] = ProjectionPlan(ones, in_features, 1)
+        plan = _full_plans[key] = ProjectionPlan(ones, in_features, 1)
     return plan
 
 
