@@ -119,11 +119,48 @@ def _run_name(argv: Sequence[str]) -> str:
     return name
 
 
+# Lightning annotates the limit_*_batches as Optional[Union[int, float]] (int: batches, float: fraction), but CPython's
+# typing cache returns an equal Union made earlier with float first (lightning_fabric's Optional[Union[float, int]]),
+# and jsonargparse tries a Union's types in order: `--trainer.limit_train_batches=1` (one batch) became 1.0 (all of
+# them). PEP 604 unions are not shared that way and keep int first.
+BatchLimit = int | float | None
+
+
+class NorseDHTrainer(pl.Trainer):
+    """``pl.Trainer`` whose ``limit_*_batches`` parse as in the source on the command line and in YAML.
+
+    Args:
+        limit_train_batches: training batches per epoch: an int counts batches (1: one), a float is a fraction
+            (1.0: all); None: all.
+        limit_val_batches: validation batches per check, int or fraction as above.
+        limit_test_batches: test batches, int or fraction as above.
+        limit_predict_batches: prediction batches, int or fraction as above.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_train_batches: BatchLimit = None,
+        limit_val_batches: BatchLimit = None,
+        limit_test_batches: BatchLimit = None,
+        limit_predict_batches: BatchLimit = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
+            **kwargs,
+        )
+
+
 class NorseDHCLI(LightningCLI):
     """LightningCLI with subclass mode for model and data, data->model links, CSV+TensorBoard logs and plots."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("trainer_class", NorseDHTrainer)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         if args is None:
             # Resolve in place: the DDP launcher re-runs sys.argv in its child processes.

@@ -3,18 +3,24 @@
 Every DataModule here yields batches ``(inputs, targets)``: ``inputs`` float32, batch-first ``(B, T, M)``;
 ``targets`` int64 ``(B,)``. ``input_size`` (M), ``num_classes`` and ``num_steps`` (T) are plain attributes set in
 the constructor, so a CLI can link them to the model before any data is read.
+
+Training loaders resume exactly, also from a checkpoint saved mid-epoch: the order of every epoch is a function of
+``(seed, epoch)`` only (:class:`EpochSampler`; no global RNG, which checkpoints do not hold), and the loader is a
+:class:`ResumableDataLoader`, whose ``state_dict`` (epoch, batches handed out) Lightning stores in the checkpoint and
+gives back on resume, so the resumed epoch continues after the last batch trained on instead of starting over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -104,6 +110,139 @@ class BatchDataset(Dataset):
         return x[0], y[0]
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A torch generator for one epoch, seeded from ``(seed, epoch)`` (numpy's SeedSequence mixes the two)."""
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+def global_seed() -> int:
+    """The run's seed as Lightning's ``seed_everything`` publishes it (``PL_GLOBAL_SEED``), else 0."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+class EpochSampler(DistributedSampler):
+    """Rank ``rank``'s share of a per-epoch order of ``size`` indices that depends only on ``(seed, epoch)``.
+
+    Epoch ``e`` visits ``epoch_order(e)`` (a permutation, or ``0..size-1`` without ``shuffle``), padded by wrapping
+    around to a multiple of ``num_replicas`` and dealt out round robin: rank ``r`` takes positions ``r, r + w, ...``,
+    as ``DistributedSampler`` does (it is one, so Lightning keeps it under DDP instead of injecting its own). The order
+    never touches the global RNG, so a run resumed from a checkpoint sees the same epochs as an uninterrupted one.
+    ``skip_next(n)`` drops the first ``n`` indices of the next pass only (mid-epoch resume).
+    """
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"EpochSampler needs at least one index, got size={size}")
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.size = int(size)
+        self._skip = 0
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """All ranks' indices of epoch ``epoch`` in visiting order (int64, length ``size``)."""
+        if not self.shuffle:
+            return torch.arange(self.size)
+        return torch.randperm(self.size, generator=epoch_generator(self.seed, epoch))
+
+    def skip_next(self, count: int) -> None:
+        """Leave out the first ``count`` indices of this rank's next pass; later passes are whole again."""
+        if count < 0:
+            raise ValueError(f"cannot skip a negative number of indices, got {count}")
+        self._skip = int(count)
+
+    def __iter__(self) -> Iterator[int]:
+        # A generator: the pass (and the skip it takes) begins at its first index, not when iter() is called.
+        # DataLoaders call iter() on their sampler more than once per pass (workers) or late (BatchSampler).
+        skip, self._skip = self._skip, 0
+        order = self.epoch_order(self.epoch).tolist()
+        order += (order * (self.total_size // len(order) + 1))[: self.total_size - len(order)]
+        yield from order[self.rank : self.total_size : self.num_replicas][skip:]
+
+
+class WeightedEpochSampler(EpochSampler, WeightedRandomSampler):
+    """:class:`EpochSampler` whose epoch is ``len(weights)`` draws with replacement, index ``i`` with probability
+    ``weights[i] / sum(weights)`` (a ``WeightedRandomSampler``, e.g. for class balance), drawn from ``(seed, epoch)``.
+
+    ``num_samples`` is this rank's share of the draws (all of them on one process), as in ``DistributedSampler``.
+    """
+
+    def __init__(self, weights: Sequence[float] | torch.Tensor, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        w = torch.as_tensor(weights, dtype=torch.float64)
+        if w.dim() != 1 or len(w) == 0 or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("weights must be a non-empty 1-D sequence of finite values >= 0 with a positive sum")
+        EpochSampler.__init__(self, len(w), num_replicas, rank, shuffle=True, seed=seed)
+        # WeightedRandomSampler's attributes (its own __init__ would reset num_samples to all draws).
+        self.weights, self.replacement, self.generator = w, True, None
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        gen = epoch_generator(self.seed, epoch)
+        return torch.multinomial(self.weights, self.size, replacement=True, generator=gen)
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` that a checkpoint saved mid-epoch resumes exactly (Lightning's ``_Stateful`` protocol).
+
+    ``state_dict()`` is ``{"epoch", "batches"}``: the sampler epoch of the current pass and how many batches it has
+    handed out. Lightning saves it with the fit loop and calls ``load_state_dict`` on resume; the next pass of that
+    same epoch then starts after those batches. That count is the number of batches the training loop has taken:
+    with a sized loader Lightning's fetcher does not read ahead, and the workers' own prefetching (``num_workers``
+    > 0) happens below this count. A checkpoint saved between epochs carries the finished epoch, so the next epoch
+    (a different sampler epoch) is whole. Under DDP each rank skips the same number of its own batches.
+
+    The sampler should order each epoch by ``(seed, epoch)`` alone (:class:`EpochSampler`,
+    :class:`~lightning_tasks.data.xor.EpochBatchSampler`); with ``skip_next`` it skips indices without loading
+    them, otherwise the skipped batches are loaded and dropped. ``__iter__`` is lazy: the pass starts, and reads
+    the sampler's epoch, at its first batch, because Lightning creates the first iterator of a resumed run before
+    it calls ``set_epoch``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch: int | None = None
+        self._batches = 0
+        self._resume: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._resume is not None:  # loaded but not iterated yet: still the same position
+            return dict(self._resume)
+        return {"epoch": self._epoch, "batches": self._batches}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if set(state_dict) != {"epoch", "batches"} or int(state_dict["batches"]) < 0:
+            raise ValueError(
+                f"not a ResumableDataLoader state (expected keys 'epoch' and 'batches' >= 0): {state_dict!r}"
+            )
+        self._resume = {"epoch": state_dict["epoch"], "batches": int(state_dict["batches"])}
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = getattr(self.sampler, "epoch", None)
+        skip = 0
+        if self._resume is not None:
+            if self._resume["epoch"] == epoch:
+                skip = self._resume["batches"]
+            self._resume = None
+        self._epoch, self._batches = epoch, skip
+        skip_next = getattr(self.sampler, "skip_next", None)
+        if skip and callable(skip_next):
+            # Whole batches of sampler indices (``batch_size=None``: one index per batch), taken by the pass that
+            # the iterator below starts.
+            skip_next(skip * (self.batch_size or 1))
+            skip = 0
+        batches = super().__iter__()
+        for _ in range(skip):  # samplers that cannot skip: load and drop
+            next(batches, None)
+        for batch in batches:
+            self._batches += 1
+            yield batch
+
+
+def shard(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """``(world_size, global_rank)`` of the attached trainer, ``(1, 0)`` without one."""
+    if trainer is None:
+        return 1, 0
+    return trainer.world_size, trainer.global_rank
+
+
 class BenchmarkDataModule(pl.LightningDataModule):
     """Base class: loaders over three ``BatchDataset`` splits built by ``build_splits``.
 
@@ -134,6 +273,7 @@ class BenchmarkDataModule(pl.LightningDataModule):
         self.use_cache = bool(use_cache)
         self.pin_memory = bool(pin_memory)
         self._splits: dict[str, BatchDataset] | None = None
+        self.shuffle_seed: int | None = None
 
     # -- to implement -------------------------------------------------------------------------------------------
     def check_data(self) -> Path:  # pragma: no cover - abstract
@@ -143,9 +283,15 @@ class BenchmarkDataModule(pl.LightningDataModule):
     def build_splits(self) -> dict[str, BatchDataset]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def train_sampler(self, dataset: BatchDataset) -> Sampler | None:
-        """Optional sampler for the training split (None: plain shuffling)."""
-        return None
+    def train_sampler(self, dataset: BatchDataset) -> Sampler:
+        """Sampler of the training split: a fresh permutation per epoch from ``(shuffle_seed, epoch)``, this rank's
+        share of it under DDP. ``shuffle_seed`` (attribute) defaults to the run's ``seed_everything`` seed."""
+        world, rank = shard(self.trainer)
+        return EpochSampler(len(dataset), world, rank, shuffle=True, seed=self.epoch_seed())
+
+    def epoch_seed(self) -> int:
+        """Seed of the per-epoch training order: ``shuffle_seed`` when set, else the run's global seed."""
+        return global_seed() if self.shuffle_seed is None else int(self.shuffle_seed)
 
     # -- Lightning hooks ----------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -169,14 +315,14 @@ class BenchmarkDataModule(pl.LightningDataModule):
             raise KeyError(f"unknown split {split!r}; expected one of {sorted(splits)}")
         return splits[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split)
-        sampler = self.train_sampler(ds) if split == "train" else None
-        return DataLoader(
+        train = split == "train"
+        # Training: an epoch-seeded sampler and a loader that resumes mid-epoch; evaluation: in order.
+        return (ResumableDataLoader if train else DataLoader)(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
+            sampler=self.train_sampler(ds) if train else None,
             num_workers=self.num_workers,
             collate_fn=_passthrough,
             pin_memory=self.pin_memory,
@@ -184,10 +330,10 @@ class BenchmarkDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

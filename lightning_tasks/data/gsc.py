@@ -30,16 +30,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler, WeightedRandomSampler
+from torch.utils.data import Sampler
 
 from .base import (
     BatchDataset,
     BenchmarkDataModule,
     CorruptDataError,
     DatasetNotFoundError,
+    WeightedEpochSampler,
     missing_data_message,
     require_data_dir,
     require_files,
+    shard,
 )
 from .cache import cache_key, maybe_cached, resolve_cache_dir
 
@@ -186,7 +188,7 @@ class GSCDataModule(BenchmarkDataModule):
         data_dir: the extracted Speech Commands v0.01 folder (see module docstring).
         silence_counts: number of silence crops in train / val / test (reference: 2300 / 260 / 260).
         silence_seed: seed of the silence crops.
-        balanced_sampler: draw training batches with a class-balanced ``WeightedRandomSampler`` (reference).
+        balanced_sampler: draw training batches with a class-balanced weighted sampler with replacement (reference).
         batch_norm: apply the reference's batch-level std normalisation.
         preprocess_workers: processes used to compute features on a cache miss (0: in this process).
     """
@@ -293,10 +295,11 @@ class GSCDataModule(BenchmarkDataModule):
             out[split] = FeatureDataset(arrays["features"], arrays["labels"], self.batch_norm)
         return out
 
-    def train_sampler(self, dataset: BatchDataset) -> Sampler | None:
+    def train_sampler(self, dataset: BatchDataset) -> Sampler:
         if not self.balanced_sampler:
-            return None
+            return super().train_sampler(dataset)
         labels = dataset.labels
         counts = np.bincount(labels, minlength=self.num_classes).astype(np.float64)
         weights = 1.0 / counts[labels]
-        return WeightedRandomSampler(torch.as_tensor(weights / weights.sum()), num_samples=len(labels))
+        # Drawn from (seed, epoch) like the plain shuffle, so resumed runs draw the same epochs (base.py).
+        return WeightedEpochSampler(weights / weights.sum(), *shard(self.trainer), seed=self.epoch_seed())

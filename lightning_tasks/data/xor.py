@@ -21,8 +21,10 @@ Multi-timescale XOR (defaults: T = 100, 2 x 20 channels)::
                 (t - start) % P > remain (9 of the 10 coding steps of each pattern)
 
 Training batches are generated afresh for every epoch (as the reference does) but deterministically: batch ``i`` of
-epoch ``e`` depends only on ``(seed, e, i)``, so runs repeat and resumed runs continue with the same data. The
-validation and test sets are fixed (the reference reports only training accuracy).
+epoch ``e`` depends only on ``(seed, e, i)``, so runs repeat and resumed runs continue with the same data, also from
+a checkpoint saved mid-epoch (the training loader is a :class:`~lightning_tasks.data.base.ResumableDataLoader`: the
+resumed epoch goes on after the last batch trained on). The validation and test sets are fixed (the reference
+reports only training accuracy).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+from lightning_tasks.data.base import ResumableDataLoader, shard
 
 IGNORE_INDEX = -100
 
@@ -140,14 +144,23 @@ class EpochBatchSampler(DistributedSampler):
 
     It is a ``DistributedSampler`` so that Lightning keeps it under DDP: rank ``r`` of ``w`` takes indices
     ``r, r + w, ...``, hence different data on every rank and the same global data for any resume.
+    ``skip_next(n)`` leaves out this rank's first ``n`` keys of the next pass only (mid-epoch resume); a pass
+    begins at its first key (a generator), as DataLoaders may call ``iter()`` on it more than once per pass.
     """
 
     def __init__(self, batches: int, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(range(batches), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
         self.batches = batches
+        self._skip = 0
+
+    def skip_next(self, count: int) -> None:
+        if count < 0:
+            raise ValueError(f"cannot skip a negative number of batches, got {count}")
+        self._skip = int(count)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in range(self.rank, self.batches, self.num_replicas):
+        skip, self._skip = self._skip, 0
+        for index in range(self.rank, self.batches, self.num_replicas)[skip:]:
             yield (self.epoch, index)
 
     def __len__(self) -> int:
@@ -207,12 +220,9 @@ class _SpikingXORDataModule(pl.LightningDataModule):
         if stage in (None, "test", "predict"):
             self.fixed_split("test")
 
-    def train_dataloader(self) -> DataLoader:
-        world, rank = 1, 0
-        if self.trainer is not None:
-            world, rank = self.trainer.world_size, self.trainer.global_rank
-        sampler = EpochBatchSampler(self.batches_per_epoch, world, rank)
-        return DataLoader(
+    def train_dataloader(self) -> ResumableDataLoader:
+        sampler = EpochBatchSampler(self.batches_per_epoch, *shard(self.trainer))
+        return ResumableDataLoader(
             _FreshBatches(self.train_batch, self.seed),
             batch_size=None,
             sampler=sampler,

@@ -150,3 +150,20 @@ def test_ddp_on_two_cpu_processes_trains(tmp_path):
     ckpt = tmp_path / "runs" / "delayed_sfnn_soft_reset" / "version_0" / "checkpoints" / "last.ckpt"
     state = read_checkpoint(ckpt)
     assert state["global_step"] == 1  # 2 batches split over 2 ranks: one optimizer step per epoch
+
+
+def test_batch_limits_parse_an_integer_as_a_batch_count_and_a_float_as_a_fraction(tmp_path, monkeypatch):
+    """`--trainer.limit_train_batches=1` is one batch, not 1.0 (all batches; issue 4): see NorseDHTrainer."""
+    monkeypatch.chdir(tmp_path)
+    limits = ["--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1.0", "--trainer.limit_test_batches=2"]
+    cli = NorseDHCLI(args=["fit", *tiny("xor/delayed_sfnn_soft_reset.yaml", epochs=2), *limits])
+    trainer = cli.trainer
+    assert type(trainer.limit_train_batches) is int and trainer.limit_train_batches == 1
+    assert type(trainer.limit_val_batches) is float and trainer.limit_val_batches == 1.0
+    assert type(trainer.limit_test_batches) is int and trainer.limit_test_batches == 2
+    assert trainer.limit_predict_batches == 1.0  # Lightning's default when not given
+    # tiny() has 2 training batches per epoch: one of them per epoch was trained on, all (1.0) validated.
+    assert trainer.num_training_batches == 1 and trainer.global_step == 2
+    assert trainer.num_val_batches == [2]  # 16 validation samples in batches of 8
+    args = ["fit", *tiny("xor/delayed_sfnn_soft_reset.yaml"), "--trainer.limit_train_batches=0.5"]
+    assert cli.parser.parse_args(_resolve_config_args(args)).fit.trainer.limit_train_batches == 0.5
