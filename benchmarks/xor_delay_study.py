@@ -89,9 +89,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     """Runs in order of importance: the main rows at every delay first, then the rest at the longest delay."""
     longest = max(args.delays)
     runs = []
-    for seed in range(args.main_seeds):
+    for seed in args.seeds if args.seeds is not None else range(args.main_seeds):
         for delay in sorted(args.delays, reverse=True):
-            runs += [(name, delay, seed) for name in MAIN]
+            runs += [(name, delay, seed) for name in (args.models or MAIN)]
     for name in MODELS:
         if name not in MAIN:
             for delay in sorted(args.delays, reverse=True) if args.all_delays else [longest]:
@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--main-seeds", type=int, default=3)
     parser.add_argument("--other-seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds of the main rows (instead of 0..main-seeds-1)")
+    parser.add_argument("--models", nargs="+", help="main-row models to run (default: both main rows)")
     parser.add_argument("--all-delays", action="store_true", help="run the other models at every delay too")
     parser.add_argument("--out", type=Path, default=Path("runs/xor_delay_study.jsonl"))
     parser.add_argument("--table-only", action="store_true")
