@@ -9,7 +9,8 @@ training step of:
   recomputed, the branch and soma updates and the ``ActFun_adp`` multi-Gaussian surrogate, looped in Python;
 - (b) ``norse LIF``: Norse's vanilla layer of the same width, ``nn.Linear(M, N)`` over the sequence + ``norse.torch.LIF``
   (DH-SRNN: ``norse.torch.LIFRecurrent(M, N)``);
-- (c) ``ours``: ``norse_dh.modules.DHLIF`` / ``DHLIFRecurrent`` (the fast path of ``norse_dh.kernels``);
+- (c) ``ours``: ``norse_dh.modules.DHLIF`` / ``DHLIFRecurrent`` (the fast path of ``norse_dh.kernels``: for sparse
+  input below the event break-even the fused DH-SFNN kernel of ``norse_dh/kernels/fused.py``, else projection + loop);
 - (d) ``dense floor``: the forward product of all steps and its weight-gradient product alone, over the masked
   ``(N*D) x M`` weight (what any dense implementation must at least do);
 

@@ -45,7 +45,7 @@ void branch_sum(int64_t BN, int64_t D, const S* __restrict ic, S* __restrict C) 
 }
 
 template <typename S>
-void branch_sum_any(int64_t BN, int64_t D, const S* ic, S* C) {
+__attribute__((always_inline)) inline void branch_sum_any(int64_t BN, int64_t D, const S* ic, S* C) {
   switch (D) {
     case 1: branch_sum<1>(BN, D, ic, C); break;
     case 2: branch_sum<2>(BN, D, ic, C); break;
@@ -84,6 +84,36 @@ void branch_bwd_any(int64_t N, int64_t D, const S* gc, S* ci, S* gI, double* ga,
     case 4: branch_bwd<4>(N, D, gc, ci, gI, ga, ip, It, a, oma); break;
     case 8: branch_bwd<8>(N, D, gc, ci, gI, ga, ip, It, a, oma); break;
     default: branch_bwd<0>(N, D, gc, ci, gI, ga, ip, It, a, oma);
+  }
+}
+
+// branch_bwd with the difference e = i[t-1] - I[t] precomputed (the fused loop's cache): same arithmetic.
+template <int DC, typename S>
+void branch_bwd_e_t(int64_t N, int64_t D, const S* __restrict gc, S* __restrict ci, S* __restrict gI,
+                    S* __restrict ga, const S* __restrict e, const S* __restrict a, const S* __restrict oma) {
+  const int64_t Dn = DC > 0 ? DC : D;
+  for (int64_t n = 0; n < N; ++n) {
+    const S g = gc[n];
+    for (int64_t d = 0; d < Dn; ++d) {
+      const int64_t j = n * Dn + d;
+      const S Gi = ci[j] + g;
+      gI[j] = oma[j] * Gi;
+      ga[j] += Gi * e[j];
+      ci[j] = a[j] * Gi;
+    }
+  }
+}
+
+template <typename S>
+__attribute__((always_inline)) inline void branch_bwd_e(int64_t N, int64_t D, const S* gc, S* ci, S* gI, S* ga, const S* e, const S* a,
+                  const S* oma) {
+  switch (D) {
+    case 1: branch_bwd_e_t<1>(N, D, gc, ci, gI, ga, e, a, oma); break;
+    case 2: branch_bwd_e_t<2>(N, D, gc, ci, gI, ga, e, a, oma); break;
+    case 3: branch_bwd_e_t<3>(N, D, gc, ci, gI, ga, e, a, oma); break;
+    case 4: branch_bwd_e_t<4>(N, D, gc, ci, gI, ga, e, a, oma); break;
+    case 8: branch_bwd_e_t<8>(N, D, gc, ci, gI, ga, e, a, oma); break;
+    default: branch_bwd_e_t<0>(N, D, gc, ci, gI, ga, e, a, oma);
   }
 }
 
@@ -381,9 +411,10 @@ void leaky_bwd(int64_t T, int64_t B, int64_t K, const S* I, const S* b, const S*
 
 // Events of a dense (R, M) input: CSR row pointers (R+1), column indices and values of its non-zeros. Stops as
 // soon as the events exceed the capacity (returns cap + 1): the caller then uses a dense path. cols/vals must have
-// room for cap + 16 entries (the AVX-512 path stores whole vectors).
+// room for cap + 16 entries (the AVX-512 path stores whole vectors). rows (or null) receives each event's row.
 template <typename S>
-int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals, int64_t cap) {
+int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals, int32_t* rows,
+               int64_t cap) {
   int64_t k = 0;
   rowptr[0] = 0;
 #if defined(__AVX512F__)
@@ -396,14 +427,14 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
         const __mmask16 live = M - m >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (M - m)) - 1u);
         const __m512 v = _mm512_maskz_loadu_ps(live, xr + m);
         const __mmask16 nz = _mm512_mask_cmp_ps_mask(live, v, zero, _CMP_NEQ_UQ);
-        if (nz) {
-          // compress in registers, store whole vectors (the slack past k is overwritten by the next store)
-          _mm512_storeu_ps(reinterpret_cast<float*>(vals + k), _mm512_maskz_compress_ps(nz, v));
-          const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m)));
-          _mm512_storeu_si512(cols + k, _mm512_maskz_compress_epi32(nz, idx));
-          k += __builtin_popcount(nz);
-          if (k > cap) return cap + 1;
-        }
+        // compress in registers, store whole vectors (the slack past k is overwritten by the next store); no
+        // branch on nz: at spike densities a block is empty often enough for the branch to mispredict
+        _mm512_storeu_ps(reinterpret_cast<float*>(vals + k), _mm512_maskz_compress_ps(nz, v));
+        const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m)));
+        _mm512_storeu_si512(cols + k, _mm512_maskz_compress_epi32(nz, idx));
+        if (rows) _mm512_storeu_si512(rows + k, _mm512_set1_epi32(int32_t(r)));
+        k += __builtin_popcount(nz);
+        if (k > cap) return cap + 1;
       }
       rowptr[r + 1] = k;
     }
@@ -416,6 +447,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
       if (xr[m] != S(0)) {
         if (k >= cap) return cap + 1;
         cols[k] = int32_t(m);
+        if (rows) rows[k] = int32_t(r);
         vals[k] = xr[m];
         ++k;
       }
@@ -465,6 +497,342 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Fused DH-SFNN sequence (event projection + dendrites + soma + surrogate). The input projection I[t] of each tile
+// of rows is built from the input's events (CSR) inside the loop, so the (T, B, N*D) projection output is never
+// written to memory. For the backward the forward either stores what the adjoint reads (e = i[t-1] - I[t], the
+// surrogate, u[t-1] - c[t]: "store", the default), or keeps only a checkpoint of the state (i, u) every K steps and
+// the backward re-runs the forward of one chunk (bit-identical arithmetic) into a cache-resident buffer before the
+// adjoint of that chunk ("recompute", less memory). The adjoint adds each row's weight gradient from its events, so
+// neither the branch currents nor the (T, B, N*D) input gradient reach memory.
+// ---------------------------------------------------------------------------------------------------------------
+
+// 64-byte GCC vector types (lowered to whatever the target has): explicit register blocking where the
+// auto-vectoriser chose badly. Element-wise IEEE arithmetic, no contraction (-ffp-contract=off).
+// (Only used inside inlined helpers, so the ABI note GCC gives for 64-byte vectors without AVX-512 is moot.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float vf64b __attribute__((vector_size(64)));
+typedef double vd64b __attribute__((vector_size(64)));
+template <typename S>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef vf64b type;
+};
+template <>
+struct Vec<double> {
+  typedef vd64b type;
+};
+
+template <typename S>
+__attribute__((always_inline)) inline typename Vec<S>::type vload(const S* p) {
+  typename Vec<S>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename S>
+__attribute__((always_inline)) inline void vstore(S* p, typename Vec<S>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// o[0..P) += v * w[0..P), in vector blocks (the same per-element arithmetic as a scalar loop).
+template <typename S>
+inline void axpy_row(int64_t P, S v, const S* __restrict w, S* __restrict o) {
+  constexpr int64_t L = sizeof(typename Vec<S>::type) / sizeof(S);
+  int64_t j = 0;
+  for (; j + L <= P; j += L) vstore(o + j, vload(o + j) + v * vload(w + j));
+  for (; j < P; ++j) o[j] += v * w[j];
+}
+
+// Projection of the nb consecutive rows r0.. of one tile step: out (nb*P) = bias + events, one flat loop over the
+// tile's events (each event knows its row) instead of one short loop per row, whose data-dependent
+// trip counts cost branch mispredictions (measured: no difference here). Per output the sum order is that of
+// ev_rows_fwd, so the sums are bit-identical to the unfused event projection.
+template <typename S>
+inline void event_tile(int64_t P, int64_t r0, int64_t nb, const int64_t* rowptr, const int32_t* __restrict rows,
+                       const int32_t* __restrict cols, const S* __restrict vals, const S* __restrict wt,
+                       const S* __restrict bias, S* __restrict out) {
+  for (int64_t r = 0; r < nb; ++r)
+    for (int64_t j = 0; j < P; ++j) out[r * P + j] = bias ? bias[j] : S(0);
+  for (int64_t k = rowptr[r0]; k < rowptr[r0 + nb]; ++k)
+    axpy_row(P, vals[k], wt + int64_t(cols[k]) * P, out + (rows[k] - r0) * P);
+}
+
+// Weight gradient of the same rows: gwt[m, :] += v * g[row, :] per event.
+template <typename S>
+inline void event_tile_wgrad(int64_t P, int64_t r0, int64_t nb, const int64_t* rowptr,
+                             const int32_t* __restrict rows, const int32_t* __restrict cols,
+                             const S* __restrict vals, const S* __restrict g, S* __restrict gwt) {
+  for (int64_t k = rowptr[r0]; k < rowptr[r0 + nb]; ++k)
+    axpy_row(P, vals[k], g + (rows[k] - r0) * P, gwt + int64_t(cols[k]) * P);
+}
+
+// Per-step phases over a whole tile of nb batch rows: flat loops over nb*N*D / nb*N values with the per-neuron
+// factors replicated over the tile's rows (aR, omaR: nb*N*D; bR, ombR, thR: nb*N), so each phase is one long
+// vectorised loop (per-row loops of N = 16 values spent most of their time in loop set-up and alias checks).
+
+// Forward of one step of the tile: I (nb*ND) this step's projection; ib / ub the tile's state (updated in place);
+// zp, zc (nb*N) z[t-1], z[t]. With e != null also writes the adjoint's cache: e = i[t-1] - I[t], sd the surrogate
+// at u[t] - theta, q the factor of the soma-decay gradient, up = u[t-1] ("zero" reset only).
+template <int RESET, typename S>
+void tile_fwd(int64_t nb, int64_t N, int64_t D, const S* __restrict I, const S* __restrict aR,
+              const S* __restrict omaR, const S* __restrict bR, const S* __restrict ombR, const S* __restrict thR,
+              S* __restrict ib, S* __restrict ub, const S* __restrict zp, S* __restrict zc, S* __restrict C,
+              const MG<S>* surr, S* __restrict e, S* __restrict sd, S* __restrict q, S* __restrict upo) {
+  const int64_t L = nb * N * D, Ln = nb * N;
+  if (e)
+    for (int64_t j = 0; j < L; ++j) e[j] = ib[j] - I[j];
+  for (int64_t j = 0; j < L; ++j) ib[j] = aR[j] * ib[j] + omaR[j] * I[j];
+  branch_sum_any(Ln, D, ib, C);
+  if (q) {
+    for (int64_t k = 0; k < Ln; ++k) q[k] = (RESET == ZERO ? ub[k] * (S(1) - zp[k]) : ub[k]) - C[k];
+    if (RESET == ZERO)
+      for (int64_t k = 0; k < Ln; ++k) upo[k] = ub[k];
+  }
+  for (int64_t k = 0; k < Ln; ++k) {
+    S u;
+    if (RESET == SUBTRACT)
+      u = (bR[k] * ub[k] + ombR[k] * C[k]) - thR[k] * zp[k];
+    else if (RESET == ZERO)
+      u = bR[k] * ub[k] * (S(1) - zp[k]) + ombR[k] * C[k];
+    else
+      u = bR[k] * ub[k] + ombR[k] * C[k];
+    ub[k] = u;
+    zc[k] = (u - thR[k]) > S(0) ? S(1) : S(0);
+  }
+  if (sd) {
+    for (int64_t k = 0; k < Ln; ++k) C[k] = ub[k] - thR[k];  // C is free again: x = u - theta
+    surr->row(Ln, C, sd);
+  }
+}
+
+// Adjoint of one step of the tile (reverse order of tile_fwd); accumulates the parameter gradients into the float
+// partial sums accV, accB (nb*N: -dtheta, db), accA (nb*ND: da), accBias (nb*ND or null) and writes g = dI (nb*ND).
+template <int RESET, int DC, typename S>
+void tile_bwd(int64_t nb, int64_t N, int64_t D, const S* __restrict sd, const S* __restrict q,
+              const S* __restrict up, const S* __restrict zp, const S* __restrict gz, const S* __restrict bR,
+              const S* __restrict ombR, const S* __restrict thR, S* __restrict cu, S* __restrict cz,
+              S* __restrict gc, S* __restrict accV, S* __restrict accB, const S* __restrict e,
+              const S* __restrict aR, const S* __restrict omaR, S* __restrict ci, S* __restrict g,
+              S* __restrict accA, S* __restrict accBias) {
+  const int64_t Ln = nb * N, Dn = DC > 0 ? DC : D;
+  for (int64_t k = 0; k < Ln; ++k) {
+    const S Gz = cz[k] + gz[k];
+    const S Gu = cu[k] + Gz * sd[k];
+    gc[k] = ombR[k] * Gu;
+    if (RESET == SUBTRACT) {
+      accV[k] += Gz * sd[k] + Gu * zp[k];
+      cu[k] = bR[k] * Gu;
+      cz[k] = -thR[k] * Gu;
+    } else if (RESET == ZERO) {
+      accV[k] += Gz * sd[k];
+      cu[k] = Gu * bR[k] * (S(1) - zp[k]);
+      cz[k] = -Gu * bR[k] * up[k];
+    } else {
+      accV[k] += Gz * sd[k];
+      cu[k] = bR[k] * Gu;
+      cz[k] = S(0);
+    }
+    accB[k] += Gu * q[k];
+  }
+  for (int64_t k = 0; k < Ln; ++k) {
+    const S gk = gc[k];
+    for (int64_t d = 0; d < Dn; ++d) {
+      const int64_t j = k * Dn + d;
+      const S Gi = ci[j] + gk;
+      g[j] = omaR[j] * Gi;
+      accA[j] += Gi * e[j];
+      ci[j] = aR[j] * Gi;
+    }
+  }
+  if (accBias)
+    for (int64_t j = 0; j < Ln * Dn; ++j) accBias[j] += g[j];
+}
+
+template <int RESET, typename S>
+void tile_bwd_any(int64_t D, int64_t nb, int64_t N, const S* sd, const S* q, const S* up, const S* zp, const S* gz,
+                  const S* bR, const S* ombR, const S* thR, S* cu, S* cz, S* gc, S* accV, S* accB, const S* e,
+                  const S* aR, const S* omaR, S* ci, S* g, S* accA, S* accBias) {
+#define NORSE_DH_TB(DC) \
+  tile_bwd<RESET, DC, S>(nb, N, D, sd, q, up, zp, gz, bR, ombR, thR, cu, cz, gc, accV, accB, e, aR, omaR, ci, g, accA, accBias)
+  switch (D) {
+    case 1: NORSE_DH_TB(1); break;
+    case 2: NORSE_DH_TB(2); break;
+    case 3: NORSE_DH_TB(3); break;
+    case 4: NORSE_DH_TB(4); break;
+    case 8: NORSE_DH_TB(8); break;
+    default: NORSE_DH_TB(0);
+  }
+#undef NORSE_DH_TB
+}
+
+// Per-neuron factors replicated over Bc rows (see tile_fwd).
+template <typename S>
+struct Replicated {
+  std::vector<S> a, oma, b, omb, th;
+  Replicated(int64_t Bc, int64_t N, int64_t D, const S* a_, const S* b_, const S* th_)
+      : a(Bc * N * D), oma(Bc * N * D), b(Bc * N), omb(Bc * N), th(Bc * N) {
+    const int64_t ND = N * D;
+    for (int64_t r = 0; r < Bc; ++r) {
+      for (int64_t j = 0; j < ND; ++j) {
+        a[r * ND + j] = a_[j];
+        oma[r * ND + j] = S(1) - a_[j];
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        b[r * N + n] = b_[n];
+        omb[r * N + n] = S(1) - b_[n];
+        th[r * N + n] = th_[n];
+      }
+    }
+  }
+};
+
+// Tiles of Bc batch rows run all their T steps before the next tile (the rows are independent), so a tile's state
+// and its recompute buffer stay in cache; checkpoints are taken every K steps.
+template <int RESET, typename S>
+void dhsfnn_fwd_t(int64_t T, int64_t B, int64_t N, int64_t D, int64_t K, int64_t Bc, const int64_t* rowptr,
+                  const int32_t* rows, const int32_t* cols, const S* vals, const S* wt, const S* bias, const S* a, const S* b,
+                  const S* vth, const double* mg, const S* i0, const S* u0, const S* z0, S* i_ck, S* u_ck,
+                  S* e_all, S* sd_all, S* q_all, S* up_all, S* i_T, S* u_T, S* z) {
+  const int64_t ND = N * D, BN = B * N, BND = B * ND;
+  const Replicated<S> rep(Bc, N, D, a, b, vth);
+  const MG<S> surr(mg ? mg[0] : 1.0, mg ? mg[1] : 1.0, mg ? mg[2] : 0.0, mg ? mg[3] : 1.0);
+  std::vector<S> I(Bc * ND), C(Bc * N);
+  std::memcpy(i_T, i0, sizeof(S) * BND);
+  std::memcpy(u_T, u0, sizeof(S) * BN);
+  for (int64_t b0 = 0; b0 < B; b0 += Bc) {
+    const int64_t b1 = std::min(B, b0 + Bc), nb = b1 - b0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (i_ck && t % K == 0) {  // checkpoint of the tile's state entering chunk t / K
+        std::memcpy(i_ck + (t / K) * BND + b0 * ND, i_T + b0 * ND, sizeof(S) * nb * ND);
+        std::memcpy(u_ck + (t / K) * BN + b0 * N, u_T + b0 * N, sizeof(S) * nb * N);
+      }
+      event_tile(ND, t * B + b0, nb, rowptr, rows, cols, vals, wt, bias, I.data());
+      const S* zp = (t == 0 ? z0 : z + (t - 1) * BN) + b0 * N;
+      const int64_t o = t * B + b0;  // first row of the tile at step t
+      tile_fwd<RESET, S>(nb, N, D, I.data(), rep.a.data(), rep.oma.data(), rep.b.data(), rep.omb.data(),
+                         rep.th.data(), i_T + b0 * ND, u_T + b0 * N, zp, z + t * BN + b0 * N, C.data(), &surr,
+                         e_all ? e_all + o * ND : nullptr, e_all ? sd_all + o * N : nullptr,
+                         e_all ? q_all + o * N : nullptr, up_all ? up_all + o * N : nullptr);
+    }
+  }
+}
+
+template <int RESET, typename S>
+void dhsfnn_bwd_t(int64_t T, int64_t B, int64_t M, int64_t N, int64_t D, int64_t K, int64_t Bc,
+                  const int64_t* rowptr, const int32_t* rows, const int32_t* cols, const S* vals, const S* wt, const S* bias, const S* a,
+                  const S* b, const S* vth, const double* mg, const S* z0, const S* i_ck, const S* u_ck,
+                  const S* e_all, const S* sd_all, const S* q_all, const S* up_all, const S* z, const S* gz, const S* giT, const S* guT, const S* gzT, S* gI_all, S* gwt,
+                  double* gbias, double* ga, double* gb, double* gvth, S* gi0, S* gu0, S* gz0) {
+  const int64_t ND = N * D, BN = B * N, BND = B * ND;
+  const MG<S> surr(mg[0], mg[1], mg[2], mg[3]);
+  const Replicated<S> rep(Bc, N, D, a, b, vth);
+  const int64_t R = K * Bc;  // rows of one (tile, chunk)
+  std::vector<S> I(Bc * ND), C(Bc * N), gI(Bc * ND), gc(Bc * N), scratch(Bc * N), zeros(Bc * N, S(0));
+  const bool stored = e_all != nullptr;  // the forward kept the adjoint's cache: no recompute
+  std::vector<S> ib(stored ? 0 : Bc * ND), ub(stored ? 0 : Bc * N), E(stored ? 0 : R * ND), SD(stored ? 0 : R * N),
+      Q(stored ? 0 : R * N), UP(RESET == ZERO && !stored ? R * N : 0);
+  // float partial sums per tile row, added to the double accumulators after each (tile, chunk)
+  std::vector<S> accA(Bc * ND), accBias(gbias ? Bc * ND : 0), accB(Bc * N), accV(Bc * N);
+  S* ci = gi0;
+  S* cu = gu0;
+  S* cz = gz0;
+  for (int64_t k = 0; k < BND; ++k) ci[k] = giT ? giT[k] : S(0);
+  for (int64_t k = 0; k < BN; ++k) {
+    cu[k] = guT ? guT[k] : S(0);
+    cz[k] = gzT ? gzT[k] : S(0);
+  }
+  for (int64_t j = 0; j < ND; ++j) ga[j] = 0.0;
+  for (int64_t n = 0; n < N; ++n) gb[n] = gvth[n] = 0.0;
+  if (gwt) std::memset(gwt, 0, sizeof(S) * M * ND);
+  if (gbias) std::fill(gbias, gbias + ND, 0.0);
+  const int64_t chunks = (T + K - 1) / K;
+  for (int64_t b0 = 0; b0 < B; b0 += Bc) {
+    const int64_t b1 = std::min(B, b0 + Bc), nb = b1 - b0;
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+      if (!stored) {
+        std::memcpy(ib.data(), i_ck + c * BND + b0 * ND, sizeof(S) * nb * ND);
+        std::memcpy(ub.data(), u_ck + c * BN + b0 * N, sizeof(S) * nb * N);
+      }
+      for (int64_t t = t0; t < (stored ? t0 : t1); ++t) {  // recompute the chunk's forward (same arithmetic as dhsfnn_fwd)
+        const int64_t l = (t - t0) * nb;
+        event_tile(ND, t * B + b0, nb, rowptr, rows, cols, vals, wt, bias, I.data());
+        const S* zp = (t == 0 ? z0 : z + (t - 1) * BN) + b0 * N;
+        tile_fwd<RESET, S>(nb, N, D, I.data(), rep.a.data(), rep.oma.data(), rep.b.data(), rep.omb.data(),
+                           rep.th.data(), ib.data(), ub.data(), zp, scratch.data() /* z[t] is known */, C.data(),
+                           &surr, E.data() + l * ND, SD.data() + l * N, Q.data() + l * N,
+                           RESET == ZERO ? UP.data() + l * N : nullptr);
+      }
+      std::fill(accA.begin(), accA.end(), S(0));
+      std::fill(accBias.begin(), accBias.end(), S(0));
+      std::fill(accB.begin(), accB.end(), S(0));
+      std::fill(accV.begin(), accV.end(), S(0));
+      for (int64_t t = t1 - 1; t >= t0; --t) {  // adjoint recursion over the chunk
+        const int64_t l = (t - t0) * nb, o = t * B + b0;
+        const S* zp = (t == 0 ? z0 : z + (t - 1) * BN) + b0 * N;
+        S* g = gI_all ? gI_all + (t * B + b0) * ND : gI.data();
+        const S* e = stored ? e_all + o * ND : E.data() + l * ND;
+        tile_bwd_any<RESET, S>(D, nb, N, stored ? sd_all + o * N : SD.data() + l * N,
+                               stored ? q_all + o * N : Q.data() + l * N,
+                               RESET == ZERO ? (stored ? up_all + o * N : UP.data() + l * N) : nullptr, zp,
+                               gz ? gz + t * BN + b0 * N : zeros.data(), rep.b.data(), rep.omb.data(), rep.th.data(),
+                               cu + b0 * N, cz + b0 * N, gc.data(), accV.data(), accB.data(), e,
+                               rep.a.data(), rep.oma.data(), ci + b0 * ND, g, accA.data(),
+                               gbias ? accBias.data() : nullptr);
+        if (gwt) event_tile_wgrad(ND, t * B + b0, nb, rowptr, rows, cols, vals, g, gwt);
+      }
+      for (int64_t r = 0; r < nb; ++r) {
+        for (int64_t j = 0; j < ND; ++j) {
+          ga[j] += double(accA[r * ND + j]);
+          if (gbias) gbias[j] += double(accBias[r * ND + j]);
+        }
+        for (int64_t n = 0; n < N; ++n) {
+          gb[n] += double(accB[r * N + n]);
+          gvth[n] -= double(accV[r * N + n]);
+        }
+      }
+    }
+  }
+}
+
+#define NORSE_DH_FWD_ARGS                                                                                        \
+  T, B, N, D, K, Bc, rowptr, rows, cols, vals, wt, bias, a, b, vth, mg, i0, u0, z0, i_ck, u_ck, e_all, sd_all, q_all, up_all, \
+      i_T, u_T, z
+#define NORSE_DH_BWD_ARGS                                                                                          \
+  T, B, M, N, D, K, Bc, rowptr, rows, cols, vals, wt, bias, a, b, vth, mg, z0, i_ck, u_ck, e_all, sd_all, q_all, up_all, z, \
+      gz, giT, guT, gzT, gI_all, gwt, gbias, ga, gb, gvth, gi0, gu0, gz0
+#define NORSE_DH_FWD_PARAMS(S)                                                                                    \
+  int64_t T, int64_t B, int64_t N, int64_t D, int64_t K, int64_t Bc, const int64_t *rowptr, const int32_t *rows,     \
+      const int32_t *cols, const S *vals, const S *wt, const S *bias, const S *a, const S *b, const S *vth, const double *mg, const S *i0, \
+      const S *u0, const S *z0, S *i_ck, S *u_ck, S *e_all, S *sd_all, S *q_all, S *up_all, S *i_T, S *u_T, S *z
+#define NORSE_DH_BWD_PARAMS(S)                                                                                    \
+  int64_t T, int64_t B, int64_t M, int64_t N, int64_t D, int64_t K, int64_t Bc, const int64_t *rowptr,             \
+      const int32_t *rows, const int32_t *cols, const S *vals, const S *wt, const S *bias, const S *a, const S *b, const S *vth,          \
+      const double *mg, const S *z0, const S *i_ck, const S *u_ck, const S *e_all, const S *sd_all, const S *q_all,  \
+      const S *up_all, const S *z, const S *gz, const S *giT, const S *guT, const S *gzT, S *gI_all, S *gwt,        \
+      double *gbias, double *ga, double *gb, double *gvth, S *gi0, S *gu0, S *gz0
+
+template <typename S>
+void dhsfnn_fwd(int reset, NORSE_DH_FWD_PARAMS(S)) {
+  if (reset == SUBTRACT)
+    dhsfnn_fwd_t<SUBTRACT, S>(NORSE_DH_FWD_ARGS);
+  else if (reset == ZERO)
+    dhsfnn_fwd_t<ZERO, S>(NORSE_DH_FWD_ARGS);
+  else
+    dhsfnn_fwd_t<NONE, S>(NORSE_DH_FWD_ARGS);
+}
+
+template <typename S>
+void dhsfnn_bwd(int reset, NORSE_DH_BWD_PARAMS(S)) {
+  if (reset == SUBTRACT)
+    dhsfnn_bwd_t<SUBTRACT, S>(NORSE_DH_BWD_ARGS);
+  else if (reset == ZERO)
+    dhsfnn_bwd_t<ZERO, S>(NORSE_DH_BWD_ARGS);
+  else
+    dhsfnn_bwd_t<NONE, S>(NORSE_DH_BWD_ARGS);
+}
+
 }  // namespace
 
 #define EXPORT extern "C" __attribute__((visibility("default")))
@@ -491,8 +859,9 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
     leaky_bwd<S>(T, B, K, I, b, m0, m, gm, gmT, gI, gb, gm0);                                                     \
   }                                                                                                               \
   EXPORT int64_t events_##SUF(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals,          \
+                              int32_t* rows,                                                                       \
                               int64_t cap) {                                                                      \
-    return events<S>(R, M, x, rowptr, cols, vals, cap);                                                           \
+    return events<S>(R, M, x, rowptr, cols, vals, rows, cap);                                                           \
   }                                                                                                               \
   EXPORT void ev_rows_fwd_##SUF(int64_t R, int64_t P, const int64_t* rowptr, const int32_t* cols, const S* vals,  \
                                 const S* wt, const S* bias, S* out) {                                             \
@@ -507,7 +876,13 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
     mg_surrogate<S>(n, x, gamma, sigma, height, scale, sd);                                                       \
   }
 
+#define INSTANTIATE_FUSED(S, SUF)                                                                 \
+  EXPORT void dhsfnn_fwd_##SUF(int reset, NORSE_DH_FWD_PARAMS(S)) { dhsfnn_fwd<S>(reset, NORSE_DH_FWD_ARGS); } \
+  EXPORT void dhsfnn_bwd_##SUF(int reset, NORSE_DH_BWD_PARAMS(S)) { dhsfnn_bwd<S>(reset, NORSE_DH_BWD_ARGS); }
+
+INSTANTIATE_FUSED(float, f32)
+INSTANTIATE_FUSED(double, f64)
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)
 
-EXPORT int norse_dh_kernels_abi() { return 5; }
+EXPORT int norse_dh_kernels_abi() { return 6; }

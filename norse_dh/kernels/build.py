@@ -29,7 +29,7 @@ SOURCE = Path(__file__).with_name("_loops.cpp")
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
 # GCC gives up vectorising loops that touch more than 10 possibly-aliasing arrays unless allowed more checks
 GCC_FLAGS = ["--param=vect-max-version-for-alias-checks=200"]
-ABI = 5
+ABI = 6
 
 _state: dict = {"lib": None, "tried": False, "error": None, "gemm": {}}
 
@@ -101,11 +101,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"dhlif_bwd_{suf}").argtypes = [i64, i64, i64, i64, i32, i32] + [p] * 25
         getattr(lib, f"leaky_fwd_{suf}").argtypes = [i64, i64, i64] + [p] * 4
         getattr(lib, f"leaky_bwd_{suf}").argtypes = [i64, i64, i64] + [p] * 9
-        getattr(lib, f"events_{suf}").argtypes = [i64, i64, p, p, p, p, i64]
+        getattr(lib, f"events_{suf}").argtypes = [i64, i64, p, p, p, p, p, i64]
         getattr(lib, f"events_{suf}").restype = i64
         getattr(lib, f"mg_surrogate_{suf}").argtypes = [i64, p, d, d, d, d, p]
         getattr(lib, f"ev_rows_fwd_{suf}").argtypes = [i64, i64] + [p] * 6
         getattr(lib, f"ev_rows_wgrad_{suf}").argtypes = [i64, i64, i64] + [p] * 6
+        getattr(lib, f"dhsfnn_fwd_{suf}").argtypes = [i32] + [i64] * 6 + [p] * 22
+        getattr(lib, f"dhsfnn_bwd_{suf}").argtypes = [i32] + [i64] * 7 + [p] * 31
         for name in (
             "dhlif_fwd",
             "dhlif_bwd",
@@ -114,6 +116,8 @@ def _declare(lib: ctypes.CDLL) -> None:
             "ev_rows_fwd",
             "ev_rows_wgrad",
             "mg_surrogate",
+            "dhsfnn_fwd",
+            "dhsfnn_bwd",
         ):
             getattr(lib, f"{name}_{suf}").restype = None
     lib.norse_dh_kernels_abi.restype = i32
@@ -137,7 +141,10 @@ def load() -> ctypes.CDLL | None:
         ).hexdigest()[:16]
         target = cache_dir() / f"norse_dh_loops_{key}.so"
         if not target.exists():
-            _build(target, cxx, flags)
+            try:
+                _build(target, cxx, flags)
+            except RuntimeError:  # e.g. a compiler without -march=native: a portable build (scalar / SSE2 loops)
+                _build(target, cxx, [f for f in flags if not f.startswith("-march")])
             for old in target.parent.glob("norse_dh_loops_*.so"):  # libraries of older sources or flags
                 if old != target:
                     old.unlink(missing_ok=True)

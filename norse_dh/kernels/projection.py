@@ -155,20 +155,23 @@ class _EventLinear(torch.autograd.Function):
         return gx, gwt, gb, None
 
 
-def _events(x2: Tensor, cap: int) -> tuple[Tensor, Tensor, Tensor] | None:
-    """CSR arrays ``(rowptr, cols, vals)`` of ``x2``, or None if it has more than ``cap`` non-zeros."""
+def _events(x2: Tensor, cap: int, with_rows: bool = False) -> tuple[Tensor, ...] | None:
+    """CSR arrays ``(rowptr, cols, vals)`` of ``x2`` (plus each event's row index if ``with_rows``), or None if it
+    has more than ``cap`` non-zeros."""
     R, M = x2.shape
     x2 = x2.contiguous()
     rowptr = torch.empty(R + 1, dtype=torch.int64)
     cols = torch.empty(cap + 16, dtype=torch.int32)
     vals = torch.empty(cap + 16, dtype=x2.dtype)
+    rows = torch.empty(cap + 16, dtype=torch.int32) if with_rows else None
     lib = build.load()
     nnz = getattr(lib, f"events_{DTYPES[x2.dtype]}")(
-        R, M, x2.data_ptr(), rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(), cap
-    )
+        R, M, x2.data_ptr(), rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(),
+        rows.data_ptr() if with_rows else None, cap,
+    )  # fmt: skip
     if nnz > cap:
         return None
-    return rowptr, cols[:nnz], vals[:nnz]
+    return (rowptr, cols[:nnz], vals[:nnz]) + ((rows[:nnz],) if with_rows else ())
 
 
 def _shared_linear(x: Tensor, w_eff: Tensor, bias: Tensor | None, plan: ProjectionPlan, branches: int) -> Tensor:

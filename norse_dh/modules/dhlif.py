@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from norse_dh.functional.dhlif import DHLIFParameters, DHLIFState, dhlif_step
-from norse_dh.kernels import dhlif_loop, fused_supported, plan_for, project
+from norse_dh.kernels import dhlif_loop, dhsfnn_sequence, fused_supported, plan_for, project
 from norse_dh.modules.dendritic_linear import DendriticLinear
 from norse_dh.modules.soma import SomaLayer, run_sequence
 from norse_dh.timing import InitSpec, decay_to_tau, init_raw
@@ -125,8 +125,18 @@ class _DHLIFBase(SomaLayer):
         w = self.dendrites.weight
         if not fused_supported([x, w, p.dend_decay, sp.soma_decay, self.v_th, *state], sp.method, sp.reset):
             return None
+        path = "auto"
+        if not self.recurrent and sp.method == "mg":  # sparse input: projection, loop and surrogate in one kernel
+            d = self.dendrites
+            out = dhsfnn_sequence(
+                x, w, d.bias, d.mask, p.dend_decay, sp.soma_decay, sp.v_th, *state, reset=sp.reset, mg=sp.mg
+            )
+            if out is not None:
+                z, i, u, z_last = out
+                return z, DHLIFState(i, u, z_last)
+            path = "shared"  # above the event break-even: pattern-shared or dense product
         plan = plan_for(self.dendrites.mask, self.input_size, self.branches)
-        ff, _ = project(x, w, self.dendrites.bias, plan, mask=self.dendrites.mask, branches=self.branches)
+        ff, _ = project(x, w, self.dendrites.bias, plan, mask=self.dendrites.mask, branches=self.branches, path=path)
         w_rec_t = self._split_weights()[1].t() if self.recurrent else None
         z, i, u, z_last = dhlif_loop(
             ff.unflatten(-1, (self.hidden_size, self.branches)),

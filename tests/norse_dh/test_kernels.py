@@ -168,15 +168,16 @@ def test_readout_sequence_matches_cell(dims, density, init):
         _close(grads[0][name], grads[1][name], f"gradient of {name}")
 
 
+@pytest.mark.parametrize("density", [0.1, 0.3])  # fused event kernel (feed-forward) / projection + loop
 @pytest.mark.parametrize("branches", [1, 3])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_reference_random_initial_state(branches, recurrent):
+def test_reference_random_initial_state(branches, recurrent, density):
     """init_state="reference_random" (random u, non-binary z, random i for D = 1) gives the cell's draws and results."""
     seq_cls, cell_cls = (DHLIFRecurrent, DHLIFRecurrentCell) if recurrent else (DHLIF, DHLIFCell)
     kw = dict(init_state="reference_random", v_th=0.5, seed=3)
     seq, cell = seq_cls(7, 5, branches, **kw).double(), cell_cls(7, 5, branches, **kw).double()
     _drive(seq, 2.0)
-    results, grads = _run_pair(seq, cell, _inputs(6, 3, 7, 0.3, 1), 1)
+    results, grads = _run_pair(seq, cell, _inputs(6, 3, 7, density, 1), 1)
     _check_pair(results, grads)
 
 
@@ -416,3 +417,91 @@ def test_mixed_dtypes_and_shapes_are_rejected_or_fall_back():
         seq(torch.rand(4, 2, 6))
     state = SomaState(torch.zeros(2, 3), torch.zeros(2, 3))
     assert isinstance(state, SomaState)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("branches", [1, 2, 5])
+def test_fused_dhsfnn_store_and_recompute_match_cell(reset, branches, monkeypatch):
+    """The fused DH-SFNN kernel (event projection + loop + surrogate in one pass; several batch tiles and checkpoint
+    chunks forced by a small buffer) in both backward modes, "store" and "recompute", gives the cell's spikes and
+    gradients (float64, 1e-5), and the two modes agree bit for bit."""
+    from norse_dh.kernels import fused
+
+    monkeypatch.setattr(fused, "CHUNK_BYTES", 600)  # tiles of a few rows, checkpoints every few steps
+    T, B, M, N = 11, 7, 9, 4
+    assert fused.tiling(T, B, N, branches, 8)[1] < B
+    kw = dict(reset=reset, v_th=0.3, soma_tau_init="small", seed=5, mask_seed=5)
+    seq, cell = DHLIF(M, N, branches, **kw).double(), DHLIFCell(M, N, branches, **kw).double()
+    _drive(seq, 8.0)
+    x = _inputs(T, B, M, 0.12, 6)
+    per_mode = {}
+    for store in (True, False):
+        monkeypatch.setattr(fused, "STORE", store)
+        results, grads = _run_pair(seq, cell, x, 6)
+        assert "FusedDHSFNN" in type(results[0][0].grad_fn).__name__
+        assert float(results[1][0].detach().mean()) > 0.01  # spikes happen: the comparison is not vacuous
+        _check_pair(results, grads)
+        per_mode[store] = (results[0][0].detach(), grads[0])
+    assert torch.equal(per_mode[True][0], per_mode[False][0])
+    for name, g in per_mode[True][1].items():
+        assert torch.equal(g, per_mode[False][1][name]), f"store and recompute differ in the gradient of {name}"
+
+
+def test_fused_dhsfnn_float32_without_input_gradient(monkeypatch):
+    """float32, input without gradient (no dI written), all-zero and dense inputs: the fused path runs where the
+    events fit (else the dense projection), spikes are bit-identical to the cell and gradients close to it."""
+    torch.manual_seed(2)
+    seq, cell = DHLIF(20, 8, 2, v_th=0.2, seed=2), DHLIFCell(20, 8, 2, v_th=0.2, seed=2)
+    _drive(seq, 3.0)
+    cell.load_state_dict(seq.state_dict())
+    for density, fused_expected in ((0.0, True), (0.05, True), (1.0, False)):
+        x = _inputs(30, 5, 20, density, 1, dtype=torch.float32)
+        seq.zero_grad(set_to_none=True)
+        cell.zero_grad(set_to_none=True)
+        z, _ = seq(x)
+        assert ("FusedDHSFNN" in type(z.grad_fn).__name__) == fused_expected
+        state, outs = None, []
+        for x_t in x.unbind(0):
+            o, state = cell(x_t, state)
+            outs.append(o)
+        z_ref = torch.stack(outs)
+        assert torch.equal(z, z_ref)
+        w = torch.randn(z.shape, generator=torch.Generator().manual_seed(3))
+        (z * w).sum().backward()
+        (z_ref * w).sum().backward()
+        ref = dict(cell.named_parameters())
+        for name, p in seq.named_parameters():
+            scale = float(ref[name].grad.abs().max())
+            torch.testing.assert_close(p.grad, ref[name].grad, rtol=1e-4, atol=1e-4 * max(scale, 1e-12))
+
+
+def test_build_falls_back_to_portable_flags(monkeypatch, tmp_path):
+    """A compiler that rejects -march=native: the kernels are rebuilt without it (portable) and give the same
+    results as the native build."""
+    import shutil
+
+    real = shutil.which("g++") or shutil.which("c++")
+    fake = tmp_path / "g++"
+    fake.write_text(
+        '#!/bin/sh\nfor a in "$@"; do [ "$a" = -march=native ] && { echo \'no -march=native\' >&2; exit 1; }; done\n'
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    seq = DHLIF(9, 4, 2, v_th=0.3, seed=2).double()
+    _drive(seq, 3.0)
+    x = _inputs(8, 3, 9, 0.1, 3)
+    z_native, s_native = seq(x)
+    monkeypatch.setenv("CXX", str(fake))
+    monkeypatch.setenv("NORSE_DH_KERNEL_CACHE", str(tmp_path / "cache"))
+    build._reset_for_tests()
+    try:
+        assert kernels_available(), build.build_error()
+        z_port, s_port = seq(x)
+        assert "FusedDHSFNN" in type(z_port.grad_fn).__name__
+        assert torch.equal(z_native, z_port)
+        for a, b in zip(s_native, s_port):
+            assert torch.equal(a, b)
+    finally:
+        monkeypatch.undo()
+        build._reset_for_tests()
+    assert kernels_available()

@@ -1,0 +1,175 @@
+"""The fused DH-SFNN sequence: event projection, dendrites, soma and surrogate in one C++ loop per direction.
+
+For a feed-forward DH-LIF layer with sparse (event) input and the multi-Gaussian surrogate, the separate
+projection + loop of :func:`norse_dh.kernels.project` / :func:`norse_dh.kernels.dhlif_loop` streams several
+``(T, B, N*D)`` arrays through memory (the projection output ``I``, the branch currents ``i`` kept for the backward,
+the gradient ``dI`` and its re-read by the weight-gradient kernel) and makes several passes. Here instead
+(``_loops.cpp``, ``dhsfnn_fwd`` / ``dhsfnn_bwd``), tiles of ``Bc`` batch rows run all their steps in turn:
+
+- forward: each tile step's projection is built from the input's events (CSR with row indices, made once by the
+  AVX-512 scan) in cache and consumed at once by flat, vectorised dendrite/soma loops over the tile; training also
+  writes what the adjoint reads: ``e = i[t-1] - I[t]``, the surrogate at ``u[t] - theta``, ``u[t-1] - c[t]``
+  (``store``, default), or only a state checkpoint every ``K`` steps (``NORSE_DH_FUSED_RECOMPUTE=1``: the backward
+  then re-runs each chunk's forward, bit-identical, into a cache-sized buffer; less memory, measured 1.0x (delayed
+  XOR) to 1.3x (SHD) slower);
+- backward: the adjoint recursion of :mod:`norse_dh.kernels.loop` per tile step, with each row's ``dI`` added
+  straight into the weight and bias gradients through the row's events (float partial sums per tile, flushed to
+  double accumulators per chunk). ``dI`` is written out only when the input needs a gradient (``dx = dI @ W``, one
+  GEMM).
+
+The recursion and operation order are those of the unfused path: the forward is bit-identical to
+:func:`norse_dh.functional.dhlif.dhlif_step` on the event path and the gradients equal the step-by-step cell's,
+tested in ``tests/norse_dh/test_kernels.py``. Measured (1 thread, shared 2-core machine, ``bench_dhsnn.py``): delayed
+XOR shape (B=500, T=100, 40->16x2, 10 %) 6.3-9.1x over the per-step reference (unfused path: 6.5-7.2x; the step is
+now spread over the event scan 0.5 ms, forward 2.5-4 ms, backward 3-3.5 ms, loss and glue ~1.5 ms); SHD 5 % shape
+0.39x the dense floor (unfused: 0.47x) with less memory (51 vs 56 MB).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from norse_dh.functional.surrogate import MultiGaussianParameters
+from norse_dh.kernels import build
+from norse_dh.kernels import projection as _projection
+from norse_dh.kernels.loop import DTYPES, RESET_CODES, _vth_vector
+
+# Bytes of the recompute buffer of one (tile, chunk) (i[t-1] - I[t], surrogate, u[t-1] - c[t] of its rows): L2-sized.
+CHUNK_BYTES = int(os.environ.get("NORSE_DH_CHUNK_BYTES", 128 * 1024))
+# Training keeps the adjoint's inputs (store, default) or state checkpoints every K steps, re-running the forward per
+# chunk in the backward (recompute: about 5x less memory for this layer, measured 1.0-1.3x slower).
+STORE = os.environ.get("NORSE_DH_FUSED_RECOMPUTE", "0") != "1"
+
+
+def _p(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def tiling(T: int, B: int, N: int, D: int, itemsize: int) -> tuple[int, int]:
+    """``(K, Bc)``: checkpoint every K steps, tiles of Bc batch rows, K * Bc rows filling :data:`CHUNK_BYTES`."""
+    rows = max(1, CHUNK_BYTES // ((N * D + 3 * N) * itemsize))
+    bc = min(B, max(1, rows // 4))
+    return max(1, min(T, rows // bc)), bc
+
+
+class _FusedDHSFNN(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x2, w_eff, bias, a, b, vth, i0, u0, z0, events, cfg):
+        lib = build.load()
+        suf = DTYPES[x2.dtype]
+        rowptr, cols, vals, rows = events
+        T, B = cfg["T"], cfg["B"]
+        N, D = a.shape
+        wt = w_eff.t().contiguous()  # (M, N*D): one contiguous row per input channel
+        bias_c = bias.contiguous() if bias is not None else None
+        a_c, b_c, vth_c = a.contiguous(), b.contiguous(), vth.contiguous()
+        i0_c, u0_c, z0_c = i0.contiguous(), u0.contiguous(), z0.contiguous()
+        train = any(ctx.needs_input_grad)
+        K, Bc = tiling(T, B, N, D, x2.element_size())
+        opts = dict(dtype=x2.dtype, device=x2.device)
+        store = train and STORE
+        chunks = -(-T // K)
+        i_ck = torch.empty((chunks, B, N, D), **opts) if train and not store else None
+        u_ck = torch.empty((chunks, B, N), **opts) if train and not store else None
+        e_all = torch.empty((T, B, N, D), **opts) if store else None
+        sd_all = torch.empty((T, B, N), **opts) if store else None
+        q_all = torch.empty((T, B, N), **opts) if store else None
+        up_all = torch.empty((T, B, N), **opts) if store and cfg["reset"] == RESET_CODES["zero"] else None
+        i_T = torch.empty((B, N, D), **opts)
+        u_T = torch.empty((B, N), **opts)
+        z = torch.empty((T, B, N), **opts)
+        mg = cfg["mg"]
+        mg_params = (ctypes.c_double * 4)(mg.gamma, mg.sigma, mg.height, mg.scale)
+        getattr(lib, f"dhsfnn_fwd_{suf}")(
+            cfg["reset"], T, B, N, D, K, Bc, _p(rowptr), _p(rows), _p(cols), _p(vals), _p(wt), _p(bias_c), _p(a_c), _p(b_c),
+            _p(vth_c), ctypes.addressof(mg_params), _p(i0_c), _p(u0_c), _p(z0_c), _p(i_ck), _p(u_ck), _p(e_all),
+            _p(sd_all), _p(q_all), _p(up_all), _p(i_T), _p(u_T), _p(z),
+        )  # fmt: skip
+        if train:
+            ctx.save_for_backward(
+                rowptr, rows, cols, vals, wt, bias_c, a_c, b_c, vth_c, z0_c, i_ck, u_ck, e_all, sd_all, q_all, up_all, z
+            )
+            ctx.cfg = cfg
+            ctx.dims = (T, B, x2.shape[1], N, D, K, Bc)
+        return z, i_T, u_T, z[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gz, gi_T, gu_T, gz_T):
+        lib = build.load()
+        saved = ctx.saved_tensors
+        rowptr, rows, cols, vals, wt, bias, a, b, vth, z0, i_ck, u_ck, e_all, sd_all, q_all, up_all, z = saved
+        T, B, M, N, D, K, Bc = ctx.dims
+        cfg = ctx.cfg
+        need = ctx.needs_input_grad
+        suf = DTYPES[z.dtype]
+        opts = dict(dtype=z.dtype, device=z.device)
+        gz, gi_T, gu_T, gz_T = (g.contiguous() if g is not None else None for g in (gz, gi_T, gu_T, gz_T))
+        mg = cfg["mg"]
+        mg_params = (ctypes.c_double * 4)(mg.gamma, mg.sigma, mg.height, mg.scale)
+        ga = torch.empty((N, D), dtype=torch.float64)  # parameter gradients accumulated in double
+        gb = torch.empty(N, dtype=torch.float64)
+        gvth = torch.empty(N, dtype=torch.float64)
+        gbias = torch.empty(N * D, dtype=torch.float64) if bias is not None and need[2] else None
+        gwt = torch.empty((M, N * D), **opts) if need[1] else None
+        gI = torch.empty((T, B, N, D), **opts) if need[0] else None  # only for the input gradient
+        gi0 = torch.empty((B, N, D), **opts)
+        gu0 = torch.empty((B, N), **opts)
+        gz0 = torch.empty((B, N), **opts)
+        getattr(lib, f"dhsfnn_bwd_{suf}")(
+            cfg["reset"], T, B, M, N, D, K, Bc, _p(rowptr), _p(rows), _p(cols), _p(vals), _p(wt), _p(bias), _p(a), _p(b),
+            _p(vth), ctypes.addressof(mg_params), _p(z0), _p(i_ck), _p(u_ck), _p(e_all), _p(sd_all), _p(q_all),
+            _p(up_all), _p(z), _p(gz), _p(gi_T), _p(gu_T), _p(gz_T), _p(gI),
+            _p(gwt), _p(gbias), _p(ga), _p(gb), _p(gvth), _p(gi0), _p(gu0), _p(gz0),
+        )  # fmt: skip
+        dtype = z.dtype
+        return (
+            gI.view(T * B, N * D) @ wt.t() if need[0] else None,
+            gwt.t() if need[1] else None,
+            gbias.to(dtype) if gbias is not None else None,
+            ga.to(dtype) if need[3] else None,
+            gb.to(dtype) if need[4] else None,
+            gvth.to(dtype) if need[5] else None,
+            gi0 if need[6] else None,
+            gu0 if need[7] else None,
+            gz0 if need[8] else None,
+            None,
+            None,
+        )
+
+
+def dhsfnn_sequence(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    mask: Tensor | None,
+    dend_decay: Tensor,
+    soma_decay: Tensor,
+    v_th: Tensor | float,
+    i0: Tensor,
+    u0: Tensor,
+    z0: Tensor,
+    *,
+    reset: str = "subtract",
+    mg: MultiGaussianParameters = MultiGaussianParameters(),
+) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """Fused DH-SFNN layer over ``x (T, B, M)`` with the masked ``weight (N*D, W >= M)``: ``(z, i_T, u_T, z_T)``.
+
+    Returns None (nothing computed) when the input has more non-zeros than the event break-even
+    (:data:`norse_dh.kernels.projection.EVENT_BREAK_EVEN`): the caller then uses a dense projection. Callers check
+    :func:`norse_dh.kernels.fused_supported` first; the surrogate is the multi-Gaussian with parameters ``mg``.
+    """
+    T, B, M = x.shape
+    x2 = x.reshape(T * B, M)
+    events = _projection._events(x2.detach(), int(_projection.EVENT_BREAK_EVEN * x2.numel()), with_rows=True)
+    if events is None:
+        return None
+    w_eff = (weight * mask if mask is not None else weight)[:, :M]
+    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B}
+    vth = _vth_vector(v_th, soma_decay, soma_decay.shape[0])
+    return _FusedDHSFNN.apply(x2, w_eff, bias, dend_decay, soma_decay, vth, i0, u0, z0, events, cfg)
