@@ -5,7 +5,7 @@ at the starting parameters and at the truth, one step = simulate the model batch
 (forward), loss backward to the spike times, simulation backward to the parameters. Prints the median of each part
 and the share of the step spent in simulation and in the loss (wall clock), plus the step's process CPU time (less
 sensitive to contention on a shared machine). Repetitions interleave the cases.
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_signature_training.py [--repeats 3]
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ssnn.py [--repeats 3]
 """
 
 from __future__ import annotations

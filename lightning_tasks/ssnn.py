@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from norse_dh.losses.marcus import marcus_lift
+from norse_dh.losses.marcus import budget_counts, marcus_lift
 from norse_dh.losses.mmd import expected_signature_loss, match_spike_counts, sig_mmd2, sig_score
 from norse_dh.losses.signature import make_static_kernel
 from norse_dh.modules.ssnn import SSNN, feedforward_mask
@@ -206,7 +206,12 @@ class SSNNGenerativeTask(pl.LightningModule):
         backend: ``"pysiglib"`` (default, faster: ``benchmarks/bench_signature_backends.py``) or ``"torch"``.
         time_scale, count_scale: Marcus-lift channel scaling (default: 1 for the expected-signature loss, as the
             reference; ``T`` and ``max_spikes`` for the kernel losses).
-        match_spikes: cap paired spike counts in training (reference heuristic); test losses never match.
+        match_spikes: cap paired spike counts in training, neuron by neuron (reference heuristic); test losses never
+            match.
+        event_budget: events per path (all neurons together) that enter the loss, as the reference's ``max_spikes``
+            (Exp. 2: 100; the reference simulation stops there); ``None``: all recorded spikes.
+        snnax_lift: Marcus lift as the reference code (needs ``event_budget``): a path that used up the budget ends
+            before its last jump (:func:`norse_dh.losses.marcus.marcus_lift`).
         init_current: Exp. 1 starting value of ``c`` (0.565 as the paper's seed 567).
         init_seed: seed of the Exp. 2 starting weights ``U[0, 1]``.
         optimizer: ``"adam"`` or ``"rmsprop"`` (``rmsprop_alpha`` = decay, ``momentum``); lr, lr_milestones, lr_gamma.
@@ -228,6 +233,8 @@ class SSNNGenerativeTask(pl.LightningModule):
         time_scale: float | None = None,
         count_scale: float | None = None,
         match_spikes: bool = True,
+        event_budget: int | None = None,
+        snnax_lift: bool = False,
         init_current: float = 0.565,
         init_seed: int = 1,
         optimizer: str = "adam",
@@ -250,6 +257,10 @@ class SSNNGenerativeTask(pl.LightningModule):
             raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {optimizer!r}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        if event_budget is not None and event_budget < 1:
+            raise ValueError(f"event_budget must be >= 1 or None, got {event_budget}")
+        if snnax_lift and event_budget is None:
+            raise ValueError("snnax_lift reproduces the reference's events budget: set event_budget (Exp. 2: 100)")
         self.save_hyperparameters()
         weights = None
         if experiment == "weights":
@@ -290,13 +301,23 @@ class SSNNGenerativeTask(pl.LightningModule):
         return self.ssnn(self.ssnn.sample_noise(batch_size, generator=generator))
 
     def _lift(self, st: Tensor, cnt: Tensor) -> Tensor:
+        hp = self.hparams
         return marcus_lift(
-            st, cnt, self.ssnn.horizon, time_scale=self.time_scale, count_scale=self.count_scale
+            st,
+            cnt,
+            self.ssnn.horizon,
+            time_scale=self.time_scale,
+            count_scale=self.count_scale,
+            max_events=hp.event_budget,
+            snnax_compat=hp.snnax_lift,
         ).contiguous()
 
     def spike_loss(self, model: tuple[Tensor, Tensor], data: tuple[Tensor, Tensor], match: bool) -> Tensor:
         """The configured loss between model and data spike trains ``(spike_times, counts)``."""
         (st_m, cnt_m), (st_d, cnt_d) = model, data
+        if self.hparams.event_budget is not None:  # the reference stops a sample after its budget of events
+            cnt_m = budget_counts(st_m, cnt_m, self.hparams.event_budget)
+            cnt_d = budget_counts(st_d, cnt_d, self.hparams.event_budget)
         if match:
             if cnt_m.shape != cnt_d.shape:
                 raise ValueError("match_spikes pairs model and data paths: their batch sizes must be equal")

@@ -1,6 +1,6 @@
 """Losses on spike trains: Marcus lift, signatures, signature kernels (Goursat PDE), MMD, scoring rule."""
 
-from norse_dh.losses.marcus import marcus_lift
+from norse_dh.losses.marcus import budget_counts, marcus_lift
 from norse_dh.losses.mmd import expected_signature_loss, match_spike_counts, sig_mmd2, sig_score
 from norse_dh.losses.signature import (
     BACKENDS,
@@ -16,6 +16,7 @@ __all__ = [
     "BACKENDS",
     "LinearKernel",
     "RBFKernel",
+    "budget_counts",
     "expected_signature_loss",
     "make_static_kernel",
     "marcus_lift",

@@ -8,6 +8,11 @@ is the piecewise-linear path through the vertices (all neurons' spikes merged an
 Each vertical segment raises one count by 1. Spike times are vertex coordinates, so any smooth function of the path
 (its signature, a signature kernel) is differentiable in the spike times; counts carry no gradient. Padded slots are
 placed at ``T`` with unchanged counts: zero-length segments that leave the signature unchanged.
+
+``snnax_compat=True`` reproduces the reference code (snnax ``marcus_lift`` with its ``max_spikes`` budget of events
+per sample, all neurons together): only the first ``max_events`` merged events exist (the reference simulation stops
+there), and a path that used up the budget ends at the vertex *before* its last jump (the reference rolls its final
+vertex out), without a segment to ``T``. Paths with fewer events are unchanged (their padding ends at ``(T, N(T))``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ def marcus_lift(
     time_scale: float = 1.0,
     count_scale: float = 1.0,
     max_events: int | None = None,
+    snnax_compat: bool = False,
 ) -> Tensor:
     """Marcus lift ``(B, 2 n + 2, 1 + K)`` of padded spike trains.
 
@@ -35,7 +41,9 @@ def marcus_lift(
         time_scale, count_scale: the time channel is ``(t - t0) / time_scale``, counts are divided by ``count_scale``
             (keep kernel values O(1) for PDE/RBF kernels; 1 = unscaled, as the reference code).
         max_events: number ``n`` of merged events kept per path; default: the largest total count in the batch
-            (so every recorded spike enters).
+            (so every recorded spike enters). Events beyond it are dropped (the counts at ``T`` are those after the
+            ``n``-th event).
+        snnax_compat: reference-code variant (module docstring); ``max_events`` is then the events budget.
 
     Returns:
         The vertex sequence, channels ``(time, N^1, ..., N^K)``.
@@ -45,6 +53,10 @@ def marcus_lift(
     B, K, M = spike_times.shape
     if counts.shape != (B, K):
         raise ValueError(f"counts must be (B, K) = ({B}, {K}), got {tuple(counts.shape)}")
+    if snnax_compat and (max_events is None or int(max_events) < 1):
+        raise ValueError(
+            f"snnax_compat needs the events budget max_events >= 1 (the reference's max_spikes), got {max_events}"
+        )
     if not (time_scale > 0 and count_scale > 0):
         raise ValueError(f"time_scale and count_scale must be > 0, got {time_scale}, {count_scale}")
     cnt = counts.clamp(min=0, max=M)
@@ -71,4 +83,32 @@ def marcus_lift(
     end = torch.cat((end_t, final_counts), dim=-1)[:, None, :]
     if max_events is not None:
         end = torch.cat((end_t, after[:, -1, :] / count_scale if n > 0 else final_counts * 0), dim=-1)[:, None, :]
+    if snnax_compat and n == int(max_events):
+        # Paths that used the whole budget: their n-th event is real; drop its jump and stop there.
+        full = (cnt.sum(1) >= n)[:, None, None]
+        last_pre = events[:, -2:-1, :]
+        events = torch.cat((events[:, :-1, :], torch.where(full, last_pre, events[:, -1:, :])), dim=1)
+        end = torch.where(full, last_pre, end)
     return torch.cat((start, events, end), dim=1)
+
+
+def budget_counts(spike_times: Tensor, counts: Tensor, max_events: int) -> Tensor:
+    """Per-neuron counts ``(B, K)`` among the first ``max_events`` spikes of each path (all neurons merged, by time).
+
+    The reference simulator stops a sample after ``max_spikes`` events (all neurons together); since later events do
+    not change earlier ones, keeping the first ``max_events`` recorded spikes of a path reproduces that budget.
+    """
+    if spike_times.dim() != 3:
+        raise ValueError(f"spike_times must be (B, K, M), got shape {tuple(spike_times.shape)}")
+    B, K, M = spike_times.shape
+    if counts.shape != (B, K):
+        raise ValueError(f"counts must be (B, K) = ({B}, {K}), got {tuple(counts.shape)}")
+    if int(max_events) < 1:
+        raise ValueError(f"max_events (events budget per path) must be >= 1, got {max_events}")
+    cnt = counts.clamp(min=0, max=M)
+    valid = torch.arange(M, device=spike_times.device) < cnt[..., None]
+    times = torch.where(valid, spike_times.detach(), torch.inf).reshape(B, K * M)
+    order = torch.sort(times, dim=1, stable=True).indices
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(K * M, device=order.device).expand(B, -1))
+    keep = valid & (rank.reshape(B, K, M) < int(max_events))
+    return keep.sum(-1).to(counts.dtype)

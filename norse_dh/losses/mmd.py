@@ -76,9 +76,14 @@ def expected_signature_loss(x: Tensor, y: Tensor, *, backend: str = "torch") -> 
 
 
 def match_spike_counts(counts_a: Tensor, counts_b: Tensor) -> tuple[Tensor, Tensor]:
-    """Training heuristic of the reference code: for each pair ``b`` cap every neuron's count of both trains at
-    ``min(max_k counts_a[b], max_k counts_b[b])`` (removes the discontinuity of unequal spike numbers)."""
+    """Training heuristic of the reference code (snnax ``expected_signature_loss(match_spikes=True)``).
+
+    For each pair ``b`` and each neuron ``k`` both trains keep only their first ``min(counts_a[b, k], counts_b[b, k])``
+    spikes (the reference caps the count channels of both lifts at the smaller final count, neuron by neuron), so the
+    paired paths have equal counts in every neuron and the loss compares spike *times* only: unequal spike numbers,
+    which move the loss discontinuously and carry no gradient, are removed pair by pair.
+    """
     if counts_a.shape != counts_b.shape:
         raise ValueError(f"counts must have equal shapes, got {tuple(counts_a.shape)} and {tuple(counts_b.shape)}")
-    cap = torch.minimum(counts_a.max(-1).values, counts_b.max(-1).values)[:, None]
-    return torch.minimum(counts_a, cap), torch.minimum(counts_b, cap)
+    cap = torch.minimum(counts_a, counts_b)
+    return cap, cap.clone()

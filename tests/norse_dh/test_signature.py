@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from norse_dh.losses import (
     RBFKernel,
+    budget_counts,
     expected_signature_loss,
     make_static_kernel,
     marcus_lift,
@@ -179,11 +180,93 @@ def test_expected_signature_loss_is_the_truncated_kernel_v_statistic():
     torch.testing.assert_close(expected_signature_loss(x, y, backend="pysiglib"), loss)
 
 
-def test_match_spike_counts_caps_pairs_at_the_smaller_maximum():
-    a = torch.tensor([[3, 1], [0, 2]])
-    b = torch.tensor([[2, 2], [5, 4]])
+def test_match_spike_counts_caps_each_neuron_of_each_pair_at_the_smaller_count():
+    a = torch.tensor([[3, 1, 0], [0, 2, 6]])
+    b = torch.tensor([[2, 2, 4], [5, 4, 1]])
     ca, cb = match_spike_counts(a, b)
-    assert ca.tolist() == [[2, 1], [0, 2]] and cb.tolist() == [[2, 2], [2, 2]]
+    assert ca.tolist() == cb.tolist() == [[2, 1, 0], [0, 2, 1]]  # hand-derived: min per (pair, neuron)
+
+
+def _reference_match(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's match_spikes on lifted paths (snnax ``expected_signature_loss``): cap every count channel of
+    both paths of a pair at the smaller final count (max over the path) of that channel."""
+    cap = torch.minimum(x[:, :, 1:].amax(1), y[:, :, 1:].amax(1))[:, None, :]
+    return (torch.cat((x[..., :1], torch.minimum(x[..., 1:], cap)), -1),
+            torch.cat((y[..., :1], torch.minimum(y[..., 1:], cap)), -1))  # fmt: skip
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_matching_counts_before_the_lift_equals_the_reference_capping_of_lifted_paths(seed):
+    g = torch.Generator().manual_seed(seed)
+    B, K, M = 4, 3, 5
+    ta, tb = (torch.rand(B, K, M, generator=g, dtype=F64).sort(-1).values for _ in range(2))
+    ca, cb = torch.randint(0, M + 1, (B, K), generator=g), torch.randint(0, M + 1, (B, K), generator=g)
+    ma, mb = match_spike_counts(ca, cb)
+    ref_x, ref_y = _reference_match(marcus_lift(ta, ca, 1.0), marcus_lift(tb, cb, 1.0))
+    torch.testing.assert_close(signature_depth3(marcus_lift(ta, ma, 1.0)), signature_depth3(ref_x))
+    torch.testing.assert_close(signature_depth3(marcus_lift(tb, mb, 1.0)), signature_depth3(ref_y))
+    # after matching, a pair's paths end at the same counts in every neuron
+    torch.testing.assert_close(marcus_lift(ta, ma, 1.0)[:, -1, 1:], marcus_lift(tb, mb, 1.0)[:, -1, 1:])
+
+
+def _reference_snnax_lift(t0: float, t1: float, times: torch.Tensor, marks: torch.Tensor) -> torch.Tensor:
+    """snnax ``marcus_lift`` for one path: ``times (E,)`` of its budget of E events (inf = none), ``marks (E, K)``:
+    interleave (tau, N(tau-)), (tau, N(tau)), roll by one and overwrite the first vertex with (t0, 0)."""
+    fin = torch.where(torch.isfinite(times), times, torch.full_like(times, t1))[:, None]
+    post = marks.cumsum(0)
+    pre = torch.roll(post, 1, 0)
+    pre[0] = 0
+    out = torch.stack((torch.cat((fin, pre), 1), torch.cat((fin, post), 1)), 1).reshape(2 * len(times), -1)
+    out = torch.roll(out, 1, 0)
+    out[0] = 0
+    out[0, 0] = t0
+    return out
+
+
+def test_snnax_compatible_lift_drops_the_last_jump_of_paths_that_used_the_budget():
+    # path 0: 3 events (0.2 n0, 0.5 n1, 0.7 n0) with a budget of 3: ends at (0.7, N(0.7-)), no segment to T;
+    # path 1: one event (0.4 n1): padding, ends at (T, N(T)) as the default lift.
+    st_ = torch.tensor([[[0.2, 0.7], [0.5, 9.0]], [[9.0, 9.0], [0.4, 9.0]]], dtype=F64)
+    cnt = torch.tensor([[2, 1], [0, 1]])
+    lift = marcus_lift(st_, cnt, 1.0, max_events=3, snnax_compat=True)
+    ex0 = [[0, 0, 0], [0.2, 0, 0], [0.2, 1, 0], [0.5, 1, 0], [0.5, 1, 1], [0.7, 1, 1], [0.7, 1, 1], [0.7, 1, 1]]
+    ex1 = [[0, 0, 0], [0.4, 0, 0], [0.4, 0, 1], [1, 0, 1], [1, 0, 1], [1, 0, 1], [1, 0, 1], [1, 0, 1]]
+    torch.testing.assert_close(lift, torch.tensor([ex0, ex1], dtype=F64))
+    default = marcus_lift(st_, cnt, 1.0)
+    torch.testing.assert_close(signature_depth3(lift[1:]), signature_depth3(default[1:]))
+    with pytest.raises(ValueError, match="snnax_compat needs the events budget"):
+        marcus_lift(st_, cnt, 1.0, snnax_compat=True)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.integers(1, 8))
+def test_snnax_compatible_lift_has_the_signature_of_the_reference_lift(seed, budget):
+    g = torch.Generator().manual_seed(seed)
+    B, K, M = 3, 3, 4
+    times = torch.rand(B, K, M, generator=g, dtype=F64).sort(-1).values
+    cnt = torch.randint(0, M + 1, (B, K), generator=g)
+    ours = signature_depth3(marcus_lift(times, budget_counts(times, cnt, budget), 1.0, max_events=budget,
+                                        snnax_compat=True))  # fmt: skip
+    for b in range(B):
+        ev = sorted((float(times[b, k, j]), k) for k in range(K) for j in range(int(cnt[b, k])))[:budget]
+        t = torch.full((budget,), math.inf, dtype=F64)
+        marks = torch.zeros(budget, K, dtype=F64)
+        for e, (tau, k) in enumerate(ev):
+            t[e], marks[e, k] = tau, 1.0
+        ref = signature_depth3(_reference_snnax_lift(0.0, 1.0, t, marks)[None])
+        torch.testing.assert_close(ours[b : b + 1], ref)
+
+
+def test_budget_counts_keep_the_first_events_of_each_path():
+    st_ = torch.tensor([[[0.1, 0.6, 0.9], [0.3, 0.4, 9.0]]], dtype=F64)  # n0: .1 .6 .9, n1: .3 .4 (slot 2 padding)
+    cnt = torch.tensor([[3, 2]])
+    assert budget_counts(st_, cnt, 1).tolist() == [[1, 0]]
+    assert budget_counts(st_, cnt, 3).tolist() == [[1, 2]]
+    assert budget_counts(st_, cnt, 4).tolist() == [[2, 2]]
+    assert budget_counts(st_, cnt, 10).tolist() == [[3, 2]]
+    with pytest.raises(ValueError, match="max_events"):
+        budget_counts(st_, cnt, 0)
 
 
 def test_bad_kernel_arguments_raise_clear_errors():
