@@ -91,6 +91,9 @@ def train(model, batch, iters: int, size: int, seed: int) -> float:
 def evaluate(name: str, mask: str, args, folder: Path) -> dict:
     model, batch = make_task(name, mask, args.seed, args.hidden, args.group_size)
     train_s = train(model, batch, args.iters, args.batch, args.seed)
+    if args.save_dir is not None:  # keep the trained weights for offline analysis (e.g. quantisation ablations)
+        Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), Path(args.save_dir) / f"{name}_{mask}_seed{args.seed}_{args.iters}.pt")
     x, y = batch(args.test, torch.Generator().manual_seed(10_000 + args.seed))
     with torch.no_grad():
         hidden, out = model.forward_all(x.transpose(0, 1))
@@ -115,6 +118,8 @@ def evaluate(name: str, mask: str, args, folder: Path) -> dict:
         "spikes_float": int(flt.layer_spikes[0].sum()),
         "spikes_fixed": int(fix.layer_spikes[0].sum()),
         "warnings": [str(w.message) for w in caught],
+        "scale": fix.quantized[0].scale,
+        "exps": fix.quantized[0].weight.exps,
         "lava_s": flt.timings["total"] + fix.timings["total"],
     }
 
@@ -127,6 +132,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=16, help="multi-XOR hidden neurons")
     parser.add_argument("--group-size", type=int, default=8, help="neurons sharing a pattern in the grouped mask")
     parser.add_argument("--skip-delayed", action="store_true")
+    parser.add_argument("--save-dir", default=None, help="save each trained model's state_dict in this folder")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the multi-XOR random/grouped pairs"
     )
@@ -144,7 +150,8 @@ def main() -> None:
                 f"{r['task']:<8}{r['mask']:<8}seed {seed} torch {100 * r['acc_torch']:6.2f}%  lava float {100 * r['acc_float']:6.2f}%"
                 f"  lava fixed {100 * r['acc_fixed']:6.2f}%  drop {100 * (r['acc_float'] - r['acc_fixed']):+5.2f} pt  "
                 f"spike agreement torch/float {r['agree_torch_float']:.4f} float/fixed {r['agree_float_fixed']:.4f} "
-                f"(spikes {r['spikes_float']} / {r['spikes_fixed']}); train {r['train_s']:.0f}s, lava {r['lava_s']:.0f}s",
+                f"(spikes {r['spikes_float']} / {r['spikes_fixed']}); hidden q {r['scale']:.1f}, weight exponents "
+                f"{list(r['exps'])}; train {r['train_s']:.0f}s, lava {r['lava_s']:.0f}s",
                 flush=True,
             )
             for w in r["warnings"]:

@@ -13,7 +13,7 @@ Public API:
 from lava_export import compat  # noqa: F401  (must stay first: Python 3.11 shim before any lava import)
 from lava_export.errors import LavaExportError, LavaRunError, LavaTimeoutError, UnsupportedNIRError
 from lava_export.network import load_blocks
-from lava_export.quantize import QuantizationWarning, QuantizedBlock, quantize_block
+from lava_export.quantize import QuantizationWarning, QuantizedBlock, QuantizedMatrix, quantize_block, quantize_matrix
 from lava_export.resources import ResourceReport, resource_report
 from lava_export.runner import LavaRunResult, run_network
 
@@ -36,11 +36,13 @@ __all__ = [
     "LavaTimeoutError",
     "QuantizationWarning",
     "QuantizedBlock",
+    "QuantizedMatrix",
     "ResourceReport",
     "UnsupportedNIRError",
     "build_network",
     "load_blocks",
     "quantize_block",
+    "quantize_matrix",
     "resource_report",
     "run_network",
 ]

@@ -9,7 +9,8 @@ Mapping, per block ``l`` (1-based along the chain)::
 
 Each ``Sparse`` holds only the non-zero masked weights (CSR; rows ``n * D + d`` stacked neuron-major, exactly the
 layout of ``nir_bridge.patterns.Block.weight``), so dendritic connectivity stays sparse. A vanilla LIF layer is a
-``DHLIF`` without dendrites.
+``DHLIF`` without dendrites. In fixed point a DH-LIF matrix whose branches need different weight exponents is split
+into one ``Sparse`` per exponent (disjoint rows, same input port; see :mod:`lava_export.quantize`).
 
 **Delay alignment.** Lava's ``Sparse`` sends the previous step's accumulation, i.e. every connection process adds one
 step of latency. Block ``l`` therefore sees input step ``t`` at Lava step ``t + l`` (the source emits step ``t`` at
@@ -146,23 +147,30 @@ class LavaNetwork:
         return {"spikes": spikes, "readout": readout, "readout_raw": raw}
 
 
-def _sparse(weights: np.ndarray, q=None, lanes: int = 1, name: str = "") -> Sparse:
-    """A Sparse holding only the non-zero weights, block-diagonal over the lanes."""
+def _sparse(weights: np.ndarray, q=None, lanes: int = 1, name: str = "") -> list[Sparse]:
+    """Sparse processes holding only the non-zero weights, block-diagonal over the lanes.
+
+    Float: one process. Fixed: one per part of the :class:`~lava_export.quantize.QuantizedMatrix` (one exponent
+    each, disjoint rows; all of them drive the same input port, whose values Lava sums).
+    """
 
     def lane_matrix(w: np.ndarray, dtype) -> csr_matrix:
         mat = csr_matrix(np.asarray(w, dtype=dtype))
         return mat if lanes == 1 else kron(eye(lanes, dtype=dtype, format="csr"), mat, format="csr")
 
     if q is None:
-        return Sparse(weights=lane_matrix(weights, np.float64), num_message_bits=_MESSAGE_BITS, name=name)
-    return Sparse(
-        weights=lane_matrix(q.mant, np.int32),
-        num_message_bits=_MESSAGE_BITS,
-        weight_exp=q.exp,
-        num_weight_bits=8,
-        sign_mode=SignMode(q.sign_mode),
-        name=name,
-    )
+        return [Sparse(weights=lane_matrix(weights, np.float64), num_message_bits=_MESSAGE_BITS, name=name)]
+    return [
+        Sparse(
+            weights=lane_matrix(part.mant, np.int32),
+            num_message_bits=_MESSAGE_BITS,
+            weight_exp=part.exp,
+            num_weight_bits=8,
+            sign_mode=SignMode(part.sign_mode),
+            name=name if len(q.parts) == 1 else f"{name}{k}",
+        )
+        for k, part in enumerate(q.parts)
+    ]
 
 
 def build_network(
@@ -211,8 +219,9 @@ def build_network(
         path = os.path.join(os.fspath(record_dir), f"{i:02d}_{name}.npy")
         clock = dict(period=t, offset=i + 1, num_samples=per_lane, num_steps=num_steps, record_path=path)
         mm = blk.input_size
-        conn = _sparse(blk.weight[:, :mm], None if qb is None else qb.weight, r, f"{name}.w")
-        prev.connect(conn.s_in)
+        conns = _sparse(blk.weight[:, :mm], None if qb is None else qb.weight, r, f"{name}.w")
+        for conn in conns:
+            prev.connect(conn.s_in)
         n, d = blk.hidden_size, blk.branches
         if blk.kind in SPIKING_KINDS:
             dend = blk.dend_decay if blk.kind == "dhlif" else np.zeros((n, 1))
@@ -227,13 +236,15 @@ def build_network(
                 neurons=r * n, branches=d, reset=blk.reset, dendrites=blk.kind == "dhlif", recurrent=blk.recurrent,
                 bias_exp=0 if qb is None else qb.bias_exp, name=name, **params, **clock,
             )  # fmt: skip
-            conn.a_out.connect(neuron.a_in)
-            net.processes += [conn, neuron]
+            for conn in conns:
+                conn.a_out.connect(neuron.a_in)
+            net.processes += [*conns, neuron]
             if blk.recurrent:
-                rec = _sparse(blk.weight[:, mm:], None if qb is None else qb.rec_weight, r, f"{name}.w_rec")
-                neuron.s_out.connect(rec.s_in)
-                rec.a_out.connect(neuron.a_rec)
-                net.processes.append(rec)
+                recs = _sparse(blk.weight[:, mm:], None if qb is None else qb.rec_weight, r, f"{name}.w_rec")
+                for rec in recs:
+                    neuron.s_out.connect(rec.s_in)
+                    rec.a_out.connect(neuron.a_rec)
+                net.processes += recs
             prev = neuron.s_out
         else:
             if qb is None:
@@ -244,8 +255,9 @@ def build_network(
                 units=r * n, decay=np.tile(decay, r), bias_mant=np.tile(blk.bias if qb is None else qb.bias_mant, r),
                 bias_exp=0 if qb is None else qb.bias_exp, name=name, **clock,
             )  # fmt: skip
-            conn.a_out.connect(readout.a_in)
-            net.processes += [conn, readout]
+            for conn in conns:
+                conn.a_out.connect(readout.a_in)
+            net.processes += [*conns, readout]
         net.record_paths.append(path)
     net.build_s = time.perf_counter() - t0
     return net

@@ -25,7 +25,7 @@ class LayerResources:
     synapses: int  # non-zero weights held by the Sparse processes (feed-forward + recurrent)
     dense_synapses: int  # the dense weight matrix of the layer (what PyTorch stores): N * D * (M [+ N])
     fc_synapses: int  # one synapse per input and neuron (a fully connected layer): N * (M [+ N])
-    weight_exp: tuple[int, ...]  # fixed point: exponent per Sparse matrix
+    weight_exp: tuple[int, ...]  # fixed point: exponent per Sparse process (feed-forward parts, then recurrent)
     sign_modes: tuple[str, ...]
     zero_rows: int  # fixed point: rows whose weights all quantise to zero
 
@@ -70,7 +70,10 @@ class ResourceReport:
         lines = [head + "  fixed point"]
         for r in self.layers:
             dens = r.synapses / r.dense_synapses if r.dense_synapses else 0.0
-            fx = f"{WEIGHT_BITS}-bit mantissa, exp {list(r.weight_exp)}, {'/'.join(r.sign_modes)}"
+            fx = (
+                f"{len(r.weight_exp)} Sparse, {WEIGHT_BITS}-bit mantissa, exp {list(r.weight_exp)}, "
+                f"{'/'.join(r.sign_modes)}"
+            )
             if r.zero_rows:
                 fx += f", {r.zero_rows} all-zero rows"
             lines.append(
@@ -108,8 +111,8 @@ def resource_report(graph_or_path: object | str | os.PathLike) -> ResourceReport
                 synapses=int(np.count_nonzero(b.weight)),
                 dense_synapses=n * d * cols,
                 fc_synapses=n * cols,
-                weight_exp=tuple(m.exp for m in mats),
-                sign_modes=tuple(_SIGN_NAMES[m.sign_mode] for m in mats),
+                weight_exp=tuple(e for m in mats for e in m.exps),
+                sign_modes=tuple(_SIGN_NAMES[s] for m in mats for s in m.sign_modes),
                 zero_rows=sum(m.zero_rows for m in mats),
             )
         )

@@ -45,10 +45,14 @@ def _rtz12(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * (np.abs(x) // DECAY_UNITY)
 
 
-def _sparse_out(q, s: np.ndarray) -> np.ndarray:
-    """Lava Sparse (bit-accurate): sum of the mantissas of active inputs, then shifted by the exponent."""
-    acc = q.mant.astype(np.int64) @ s.astype(np.int64)
-    return acc << q.exp if q.exp > 0 else acc >> -q.exp
+def _sparse_out(matrix, s: np.ndarray) -> np.ndarray:
+    """Lava Sparse (bit-accurate), summed over the Sparse parts of one input port: per part, the mantissas of the
+    active inputs summed, then shifted by the part's exponent (arithmetic right shift = floor for negative ones)."""
+    total = np.int64(0)
+    for part in matrix.parts:
+        acc = part.mant.astype(np.int64) @ s.astype(np.int64)
+        total = total + (acc * 2**part.exp if part.exp >= 0 else np.floor_divide(acc, 2 ** (-part.exp)))
+    return total
 
 
 def fixed_reference(blocks, qblocks: list[QuantizedBlock], x_btm: np.ndarray):

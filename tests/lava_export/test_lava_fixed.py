@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
 from lava_export import LavaRunError, LavaTimeoutError, quantize_block, run_network
+from lava_export.quantize import QuantizedMatrix, quantize_weights
 from lava_export.runner import run_job, write_job
 from nir_bridge.patterns import Block
 from tests.lava_export.lava_export_helpers import fixed_reference, random_spikes
@@ -57,6 +59,59 @@ def test_fixed_point_is_bit_exact_and_close_to_float():
     assert min(agreement) >= 0.9
     counts = [(int(a.sum()), int(b.sum())) for a, b in zip(fixed.layer_spikes, flt.layer_spikes)]
     assert all(abs(a - b) <= 0.15 * b for a, b in counts), counts
+
+
+def _two_timescale_blocks(seed=0):
+    """A DH-SRNN whose slow branch 0 (a ~ 0.99) has weights ~25x those of its fast branch 1 (as a trained DH-LIF's
+    normalised input gain makes them), then a linear readout."""
+    rng = np.random.default_rng(seed)
+    m, n, d = 12, 6, 2
+    cols = m + n
+    mask = np.zeros((n * d, cols), bool)
+    branch = np.r_[np.zeros(m // 2, int), np.ones(m - m // 2, int), rng.integers(0, d, n)]  # inputs 0-5 -> slow
+    for j in range(n):
+        mask[j * d + branch, np.arange(cols)] = True
+    w = rng.normal(0.3, 0.5, mask.shape) * mask
+    w[0::d] *= 25.0  # the slow branch integrates rare spikes (see the input rates in the test)
+    decay = np.stack([rng.uniform(0.985, 0.995, n), rng.uniform(0.2, 0.6, n)], 1)
+    dh = Block(
+        "dhlif", m, n, d, True, w, mask, np.zeros(n * d), False, decay, rng.uniform(0.3, 0.8, n), np.full(n, 0.6),
+        "subtract", 1e-3, name="dh",
+    )  # fmt: skip
+    w2 = rng.normal(0, 1, (2, n))
+    ro = Block(
+        "linear", n, 2, 1, False, w2, np.ones(w2.shape, bool), np.array([0.1, -0.1]), True, None, None, None, None,
+        1e-3, name="out",
+    )  # fmt: skip
+    return [dh, ro]
+
+
+def test_branches_with_different_exponents_run_as_several_sparse_processes():
+    """Per-branch exponents: the DH-LIF matrices split into Sparse processes on one port, bit-exact against the
+    integer reference, and closer to floating point than one shared exponent."""
+    blocks = _two_timescale_blocks()
+    qblocks = [quantize_block(b, warn=False) for b in blocks]
+    assert len(qblocks[0].weight.parts) == 2 and len(qblocks[0].rec_weight.parts) == 2
+    assert qblocks[0].weight.exps[1] < qblocks[0].weight.exps[0]
+    x = random_spikes(4, 80, 12, 0.3, seed=4)
+    x[:, :, :6] &= random_spikes(4, 80, 6, 0.1, seed=5)  # slow-branch inputs at rate 0.03
+    fixed = run_network(blocks, x, "fixed_pt", timeout=120)
+    spikes, raw = fixed_reference(blocks, qblocks, x)
+    assert spikes[0].sum() >= 50
+    np.testing.assert_array_equal(fixed.layer_spikes[0], spikes[0])
+    np.testing.assert_array_equal(fixed.readout_raw, raw)
+
+    flt = run_network(blocks, x, "floating_pt", timeout=120)
+    shared = dataclasses.replace(
+        qblocks[0],
+        weight=QuantizedMatrix([quantize_weights(blocks[0].weight[:, :12], qblocks[0].scale)]),
+        rec_weight=QuantizedMatrix([quantize_weights(blocks[0].weight[:, 12:], qblocks[0].scale)]),
+    )
+    old, _ = fixed_reference(blocks, [shared, qblocks[1]], x)
+    split_agree = float(np.mean(spikes[0] == flt.layer_spikes[0]))
+    shared_agree = float(np.mean(old[0] == flt.layer_spikes[0]))
+    print(f"float/fixed spike agreement: per-branch exponents {split_agree:.4f}, one exponent {shared_agree:.4f}")
+    assert split_agree >= 0.95 and split_agree > shared_agree
 
 
 def test_timeout_kills_the_worker():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lava_export
-from lava_export import UnsupportedNIRError, load_blocks, resource_report, run_network
+from lava_export import UnsupportedNIRError, load_blocks, quantize_block, resource_report, run_network
 from lava_export.network import check_inputs
 from nir_bridge.patterns import Block, build_graph
 
@@ -95,6 +95,21 @@ def test_resource_report_counts():
     assert rep.neurons == 4 and rep.compartments == 12 + 2
     assert rep.synapses == layer.synapses + 8 and rep.weight_bits == 8 * rep.synapses
     assert "total: 4 spiking neurons" in rep.format()
+
+
+def test_resource_report_lists_one_exponent_per_sparse_process():
+    """A DH-SRNN whose branch 0 carries 40x larger weights: per-branch exponents, same synapses (disjoint parts)."""
+    dh = _dhlif_block(m=6, n=4, d=2, recurrent=True)
+    dh.weight[0::2] *= 40.0
+    layer = resource_report([dh]).layers[0]
+    q = quantize_block(dh, warn=False)
+    assert len(q.weight.parts) == 2 and len(q.rec_weight.parts) == 2
+    assert layer.weight_exp == q.weight.exps + q.rec_weight.exps and len(layer.sign_modes) == 4
+    assert layer.synapses == int(np.count_nonzero(dh.weight))
+    # each non-zero mantissa sits in exactly one part, at the position of its float weight
+    owner = np.hstack([sum((p.mant != 0).astype(int) for p in m.parts) for m in (q.weight, q.rec_weight)])
+    assert owner.max() == 1 and not np.any(owner[dh.weight == 0])
+    assert "4 Sparse" in resource_report([dh]).format()
 
 
 def test_process_packages_hold_nothing_else():
