@@ -15,15 +15,11 @@ Results are appended as JSON lines to ``--out`` as they come, so an interrupted 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import statistics
-import time
-import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
+from study_runner import fit_and_test, quiet_single_thread, run_plan
 
 from lightning_tasks.classifier import SNNClassifier
 from lightning_tasks.data.xor import DelayedXORDataModule
@@ -68,21 +64,8 @@ def train_once(model_name: str, delay: int, seed: int, args: argparse.Namespace)
         lr_gamma=0.1,
         mask_seed=seed,
     )
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
-    start = time.process_time()
-    trainer.fit(model, datamodule=data)
-    (result,) = trainer.test(model, datamodule=data, verbose=False)
-    cpu = time.process_time() - start
-    return dict(model=model_name, delay=delay, seed=seed, test_acc=float(result["test_acc"]), cpu_s=cpu)
+    acc, cpu = fit_and_test(model, data, args.epochs)
+    return dict(model=model_name, delay=delay, seed=seed, test_acc=acc, cpu_s=cpu)
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
@@ -154,23 +137,9 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
 
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
-    torch.set_num_threads(1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    if not args.table_only:
-        finished = {(r["model"], r["delay"], r["seed"]) for r in done}
-        for name, delay, seed in plan(args):
-            if (name, delay, seed) in finished:
-                continue
-            row = train_once(name, delay, seed, args)
-            print(json.dumps(row), flush=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            done.append(row)
+    quiet_single_thread()
+    runs = [dict(model=name, delay=delay, seed=seed) for name, delay, seed in plan(args)]
+    done = run_plan(runs, lambda model, delay, seed: train_once(model, delay, seed, args), args.out, args.table_only)
     print(table(done, args))
 
 
