@@ -200,6 +200,23 @@ class _SpikingXORDataModule(pl.LightningDataModule):
         self.num_workers = int(num_workers)
         self._fixed: dict[str, TensorDataset] = {}
 
+    def _set_signals(
+        self,
+        time_steps: int,
+        channel_size: int,
+        channel_rate: Sequence[float],
+        noise_rate: float,
+        coding_time: int,
+    ) -> None:
+        """Check and store the spike-pattern settings both XOR tasks share."""
+        _check_rates(channel_rate, noise_rate)
+        self.time_steps = int(time_steps)
+        self.num_steps = int(time_steps)
+        self.channel_size = int(channel_size)
+        self.channel_rate = tuple(float(r) for r in channel_rate)
+        self.noise_rate = float(noise_rate)
+        self.coding_time = int(coding_time)
+
     # Subclasses define the generator and the shape attributes.
     def make_batch(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -277,15 +294,9 @@ class DelayedXORDataModule(_SpikingXORDataModule):
             time_steps = delay + 2 * coding_time
         if not isinstance(time_steps, int) or time_steps < 2 * coding_time:
             raise ValueError(f"time_steps must be an int >= 2 * coding_time = {2 * coding_time}, got {time_steps!r}")
-        _check_rates(channel_rate, noise_rate)
-        self.time_steps = int(time_steps)
+        self._set_signals(time_steps, channel_size, channel_rate, noise_rate, coding_time)
         self.delay = time_steps - 2 * coding_time
-        self.channel_size = int(channel_size)
-        self.channel_rate = tuple(float(r) for r in channel_rate)
-        self.noise_rate = float(noise_rate)
-        self.coding_time = int(coding_time)
         self.input_size = int(channel_size)
-        self.num_steps = int(time_steps)
 
     def make_batch(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return delayed_xor(
@@ -331,16 +342,10 @@ class MultiTimescaleXORDataModule(_SpikingXORDataModule):
                 f"time_steps must be >= start_time + remain_time + coding_time = "
                 f"{start_time + remain_time + coding_time}, got {time_steps!r}"
             )
-        _check_rates(channel_rate, noise_rate)
-        self.time_steps = int(time_steps)
-        self.channel_size = int(channel_size)
-        self.channel_rate = tuple(float(r) for r in channel_rate)
-        self.noise_rate = float(noise_rate)
-        self.coding_time = int(coding_time)
+        self._set_signals(time_steps, channel_size, channel_rate, noise_rate, coding_time)
         self.remain_time = int(remain_time)
         self.start_time = int(start_time)
         self.input_size = 2 * int(channel_size)
-        self.num_steps = int(time_steps)
         self.num_patterns = (time_steps - start_time) // (coding_time + remain_time)
 
     def make_batch(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

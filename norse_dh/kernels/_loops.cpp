@@ -117,18 +117,21 @@ __attribute__((always_inline)) inline void branch_bwd_e(int64_t N, int64_t D, co
   }
 }
 
-// Soma update of one batch row (forward), in the operation order of norse_dh.functional.dhlif.soma_step.
+// New membrane potential of one neuron, in the operation order of norse_dh.functional.dhlif.soma_step (shared by
+// the plain and the fused forward loops so both stay bit-identical to it).
+template <int RESET, typename S>
+inline S soma_update(S b, S up, S omb, S c, S th, S zp) {
+  if (RESET == SUBTRACT) return (b * up + omb * c) - th * zp;
+  if (RESET == ZERO) return b * up * (S(1) - zp) + omb * c;
+  return b * up + omb * c;
+}
+
+// Soma update of one batch row (forward).
 template <int RESET, typename S>
 void soma_row(int64_t N, const S* __restrict C, const S* __restrict up, const S* __restrict zp, const S* __restrict b,
               const S* __restrict omb, const S* __restrict th, S* __restrict uc, S* __restrict zc) {
   for (int64_t n = 0; n < N; ++n) {
-    S u;
-    if (RESET == SUBTRACT)
-      u = (b[n] * up[n] + omb[n] * C[n]) - th[n] * zp[n];
-    else if (RESET == ZERO)
-      u = b[n] * up[n] * (S(1) - zp[n]) + omb[n] * C[n];
-    else
-      u = b[n] * up[n] + omb[n] * C[n];
+    const S u = soma_update<RESET>(b[n], up[n], omb[n], C[n], th[n], zp[n]);
     uc[n] = u;
     zc[n] = (u - th[n]) > S(0) ? S(1) : S(0);
   }
@@ -590,13 +593,7 @@ void tile_fwd(int64_t nb, int64_t N, int64_t D, const S* __restrict I, const S* 
       for (int64_t k = 0; k < Ln; ++k) upo[k] = ub[k];
   }
   for (int64_t k = 0; k < Ln; ++k) {
-    S u;
-    if (RESET == SUBTRACT)
-      u = (bR[k] * ub[k] + ombR[k] * C[k]) - thR[k] * zp[k];
-    else if (RESET == ZERO)
-      u = bR[k] * ub[k] * (S(1) - zp[k]) + ombR[k] * C[k];
-    else
-      u = bR[k] * ub[k] + ombR[k] * C[k];
+    const S u = soma_update<RESET>(bR[k], ub[k], ombR[k], C[k], thR[k], zp[k]);
     ub[k] = u;
     zc[k] = (u - thR[k]) > S(0) ? S(1) : S(0);
   }
