@@ -58,6 +58,7 @@ def train_once(model_name: str, delay: int, seed: int, args: argparse.Namespace)
         readout="leaky",
         aggregation="per_step",
         double_softmax=args.double_softmax,
+        readout_init=args.readout_init,
         lr=args.lr,
         tau_lr_mult=1.0,
         lr_step_size=max(1, args.epochs // 3),
@@ -127,6 +128,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-2)
     parser.add_argument("--double-softmax", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--readout-init",
+        choices=["linear_default", "xavier_normal"],
+        default="linear_default",
+        help="readout weight init: the XOR script's nn.Linear default (default) or xavier_normal (runs before 2026-11-22)",
+    )
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--main-seeds", type=int, default=3)
     parser.add_argument("--other-seeds", type=int, default=1)

@@ -153,6 +153,8 @@ class SNNClassifier(pl.LightningModule):
         readout: ``linear`` (nn.Linear on the spikes of every step), ``leaky`` (leaky integrator, LeakyReadout) or
             ``lif`` (a spiking LIF layer, for ``spike_count``).
         readout_tau_init, train_readout_tau, readout_bias, readout_v_th: readout options.
+        readout_init: weight init of the leaky readout: ``xavier_normal`` (zero bias; the SHD/SSC/DEAP scripts) or
+            ``linear_default`` (nn.Linear's own; the XOR scripts).
         aggregation, readout_start, double_softmax: how outputs become the loss (see the module docstring).
         lr, tau_lr_mult: Adam learning rate; timing factors (``*_tau_raw``) get ``lr * tau_lr_mult``.
         weight_decay: Adam weight decay. lr_step_size, lr_gamma: StepLR (per epoch).
@@ -172,6 +174,7 @@ class SNNClassifier(pl.LightningModule):
         train_readout_tau: bool = True,
         readout_bias: bool = True,
         readout_v_th: PositiveFloat = 0.5,
+        readout_init: Literal["xavier_normal", "linear_default"] = "xavier_normal",
         aggregation: Aggregation = "per_step",
         readout_start: NonNegativeInt = 0,
         double_softmax: bool = False,
@@ -220,6 +223,7 @@ class SNNClassifier(pl.LightningModule):
                     train_tau=train_readout_tau,
                     bias=readout_bias,
                     init_state=init_state,
+                    weight_init=readout_init,
                 )
             )
         elif readout == "lif":

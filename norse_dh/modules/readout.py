@@ -10,6 +10,10 @@ from norse_dh.kernels import full_plan, fused_supported, leaky_loop, project
 from norse_dh.modules.soma import check_input, run_sequence
 from norse_dh.timing import InitSpec, decay_to_tau, init_raw
 
+# Readout weight inits of the reference scripts: xavier_normal_ weights with zero bias (SHD, SSC, DEAP) or nn.Linear's
+# default U(+-1/sqrt(fan_in)) weights and bias (delayed and multi-timescale XOR).
+READOUT_WEIGHT_INITS = ("xavier_normal", "linear_default")
+
 
 class _ReadoutBase(nn.Module):
     def __init__(
@@ -22,6 +26,7 @@ class _ReadoutBase(nn.Module):
         init_state: str = "zero",
         dt: float = 1e-3,
         seed: int | None = None,
+        weight_init: str = "xavier_normal",
     ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
@@ -29,15 +34,19 @@ class _ReadoutBase(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if init_state not in ("zero", "reference_random"):
             raise ValueError(f"init_state must be 'zero' or 'reference_random', got {init_state!r}")
+        if weight_init not in READOUT_WEIGHT_INITS:
+            raise ValueError(f"weight_init must be one of {READOUT_WEIGHT_INITS}, got {weight_init!r}")
         self.in_features = in_features
         self.out_features = out_features
         self.init_state = init_state
         self.dt = float(dt)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         self.linear = nn.Linear(in_features, out_features, bias=bias)
-        nn.init.xavier_normal_(self.linear.weight)  # reference readout init (SHD/SSC/DEAP scripts)
-        if bias:
-            nn.init.zeros_(self.linear.bias)
+        if weight_init == "xavier_normal":  # the SHD/SSC/DEAP scripts re-initialise their readout this way
+            nn.init.xavier_normal_(self.linear.weight)
+            if bias:
+                nn.init.zeros_(self.linear.bias)
+        # "linear_default": nn.Linear's own init, kept (the XOR scripts' readout_integrator_test)
         self.tau_raw = nn.Parameter(init_raw((out_features,), tau_init, gen), requires_grad=train_tau)
 
     @property

@@ -190,6 +190,18 @@ def test_reference_random_initial_state():
     assert DHLIF(5, 6, 2).initial_state(x).u.abs().sum() == 0
 
 
+def test_readout_weight_inits_follow_the_reference_scripts():
+    torch.manual_seed(0)
+    xavier = LeakyReadout(400, 300)  # SHD/SSC/DEAP: xavier_normal_ weights, zero bias
+    assert xavier.linear.bias.abs().sum() == 0
+    assert abs(xavier.linear.weight.std().item() - (2 / 700) ** 0.5) < 2e-3
+    default = LeakyReadout(400, 300, weight_init="linear_default")  # XOR: nn.Linear's U(+-1/sqrt(fan_in))
+    bound = 1 / 400**0.5
+    for p in (default.linear.weight, default.linear.bias):
+        assert p.abs().max() <= bound and p.abs().max() > 0.95 * bound
+    assert abs(default.linear.weight.std().item() - bound / 3**0.5) < 2e-3
+
+
 @pytest.mark.parametrize(
     ("layers", "expected"),
     [
@@ -214,6 +226,7 @@ def test_effective_parameter_counts_match_released_checkpoints(layers, expected)
         (lambda: DHLIF(5, 3, 2, mask=torch.ones(6, 7, dtype=torch.bool)), ValueError, "custom dendritic mask"),
         (lambda: DHLIF(0, 3, 2), ValueError, "input_size must be a positive int"),
         (lambda: LeakyReadout(4, 0), ValueError, "out_features must be a positive int"),
+        (lambda: LeakyReadout(4, 2, weight_init="kaiming"), ValueError, "weight_init must be one of"),
     ],
 )
 def test_bad_construction_arguments_name_the_problem(build, exc, match):
