@@ -24,6 +24,9 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from lightning_utilities.core.apply_func import apply_to_collection
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -37,6 +40,8 @@ TimingInit = str | float | tuple[float, float] | list[str | float | tuple[float,
 Aggregation = Literal["per_step", "sum_softmax_after", "mean_membrane", "spike_count"]
 AGGREGATIONS = ("per_step", "sum_softmax_after", "mean_membrane", "spike_count")
 _RESET_ALIASES = {"soft": "subtract", "hard": "zero"}
+# Checkpoint entry holding the running training epoch's logged aggregates (SNNClassifier.on_save_checkpoint).
+EPOCH_STATE_KEY = "snn_classifier_train_epoch"
 
 
 @dataclass
@@ -245,6 +250,8 @@ class SNNClassifier(pl.LightningModule):
                 for stage in ("train_acc", "val_acc", "test_acc")
             }
         )
+        # Epoch aggregates of a mid-epoch checkpoint, until the first training step of the resumed fit takes them.
+        self._resumed_epoch: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------------------------------------------
     def forward(self, inputs: Tensor) -> Tensor:
@@ -315,7 +322,18 @@ class SNNClassifier(pl.LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        resumed = self._take_resumed_epoch(batch_idx)
+        if resumed is not None:  # before the update, so the metric sees the same sequence of updates as unbroken
+            for attribute, saved in resumed["metrics"].items():
+                metric = self.get_submodule(attribute)
+                for name, value in saved["states"].items():
+                    current = getattr(metric, name)
+                    setattr(metric, name, value.to(device=current.device, dtype=current.dtype))
+                metric._update_count = int(saved["updates"])
+        loss = self._shared_step(batch, "train")
+        if resumed is not None:  # after: the first self.log of an epoch resets Lightning's tensor aggregates
+            _merge_logged_aggregates(self.trainer.fit_loop.epoch_loop._results, resumed["tensors"])
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")
@@ -329,6 +347,72 @@ class SNNClassifier(pl.LightningModule):
         scores = self.logits(self(inputs))
         preds = scores.argmax(-1)
         return preds.t() if self.aggregation == "per_step" else preds
+
+    # ----------------------------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint taken mid-epoch also holds the epoch's logged aggregates so far, so a fit resumed from it
+        logs the same ``train_loss_epoch``/``train_acc_epoch`` as an uninterrupted run (issue 4).
+
+        Lightning 2 checkpoints the loops' progress and the loaders' state but no longer the logged results (their
+        serialization went with fault-tolerant training, Lightning PR #16516); the resumed epoch's means would
+        otherwise cover only the batches after the resume. Saved: Lightning's running sums of the tensors logged by
+        ``training_step`` and the states of the torchmetrics metrics it logs, per DDP rank.
+        """
+        state = self._running_epoch_state()
+        if state is not None:
+            checkpoint[EPOCH_STATE_KEY] = state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints without the entry (epoch-end ones, older ones) resume with fresh epoch aggregates.
+        self._resumed_epoch = checkpoint.get(EPOCH_STATE_KEY)
+
+    def _running_epoch_state(self) -> dict[str, Any] | None:
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return None
+        epoch = trainer.fit_loop.epoch_progress.current
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if epoch.processed >= epoch.started or batches == 0:
+            return None  # between epochs: a finished epoch's aggregates must not flow into the next one
+        tensors, metrics = {}, {}
+        for key, result in trainer.fit_loop.epoch_loop._results.items():
+            if result.meta.fx != "training_step" or not result.meta.on_epoch or result.has_reset:
+                continue
+            if result.is_tensor:
+                tensors[key] = {name: value.detach().clone() for name, value in result.metric_state.items()}
+            elif result.meta.metric_attribute is not None:
+                states = result.value.metric_state
+                # Concatenating (list) states differ in length per rank and cannot be gathered: such a metric
+                # would cover the batches after the resume only (the classifier's accuracy has counts).
+                if all(isinstance(value, Tensor) for value in states.values()):
+                    states = {name: value.detach().clone() for name, value in states.items()}
+                    metrics[result.meta.metric_attribute] = {"states": states, "updates": result.value._update_count}
+        state = {"tensors": tensors, "metrics": metrics}
+        if trainer.world_size > 1:
+            # Aggregates are per rank and only rank 0 writes: gather them (Lightning dumps checkpoints on every
+            # rank). Each entry becomes (world_size, ...).
+            gathered = self.all_gather(state)
+            ranks = [
+                apply_to_collection(gathered, Tensor, lambda t, r=r: t[r].cpu()) for r in range(trainer.world_size)
+            ]
+        else:
+            ranks = [apply_to_collection(state, Tensor, lambda t: t.cpu())]
+        return {"epoch": trainer.current_epoch, "batches": batches, "ranks": ranks}
+
+    def _take_resumed_epoch(self, batch_idx: int) -> dict[str, Any] | None:
+        """This rank's checkpointed aggregates if this training step continues the checkpointed epoch, else None;
+        either way they are used up."""
+        state, self._resumed_epoch = self._resumed_epoch, None
+        if state is None or state["epoch"] != self.current_epoch or state["batches"] != batch_idx:
+            return None  # the checkpoint's epoch was over (its last batch was the checkpoint's), or another run
+        if len(state["ranks"]) != self.trainer.world_size:
+            rank_zero_warn(
+                f"the checkpoint's epoch aggregates come from {len(state['ranks'])} process(es), this run has "
+                f"{self.trainer.world_size}: epoch {self.current_epoch}'s training metrics cover only the batches "
+                "after the resume"
+            )
+            return None
+        return state["ranks"][self.global_rank]
 
     # ----------------------------------------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
@@ -349,6 +433,26 @@ class SNNClassifier(pl.LightningModule):
         )
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.lr_step_size, self.hparams.lr_gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _merge_logged_aggregates(results: Any, saved: dict[str, dict[str, Tensor]]) -> None:
+    """Adds checkpointed aggregates to Lightning's (``_ResultMetric``: ``value`` and, for means, the
+    ``cumulated_batch_size``) after the resumed epoch's first update. ``saved + current`` is the very float sum the
+    uninterrupted run computed at that update, so the epoch's means are equal exactly."""
+    for key, state in saved.items():
+        result = results.get(key)
+        if result is None:  # not logged by this step
+            continue
+        meta, value = result.meta, state["value"].to(result.value.device)
+        if meta.is_mean_reduction or meta.is_sum_reduction:
+            result.value = value + result.value
+        else:
+            result.value = meta.reduce_fx(value, result.value)
+        if meta.is_mean_reduction:
+            result.cumulated_batch_size = state["cumulated_batch_size"].to(result.value.device) + (
+                result.cumulated_batch_size
+            )
+        result._computed = None
 
 
 __all__ = ["LayerConfig", "SNNClassifier", "build_layer"]

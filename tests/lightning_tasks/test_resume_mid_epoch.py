@@ -1,9 +1,12 @@
 """Resuming `fit` from a checkpoint saved mid-epoch continues the same run exactly (issue 4).
 
 Run A trains N steps uninterrupted. Run B saves a step checkpoint mid-epoch and then dies (an exception in the next
-batch, as a killed job would); run C resumes B from that checkpoint to N steps. C must end with A's parameters and
-log A's per-step training loss for every step after the resume point. Before the training loaders were resumable,
-the resumed epoch started again from its first batch, so C trained on batches A never saw at those steps.
+batch, as a killed job would); run C resumes B from that checkpoint to N steps. C must end with A's parameters,
+log A's per-step training loss for every step after the resume point, and log A's epoch-level training loss and
+accuracy for every epoch it finishes, the one it resumed in included. Before the training loaders were resumable,
+the resumed epoch started again from its first batch, so C trained on batches A never saw at those steps; before the
+classifier checkpointed its running epoch aggregates, the resumed epoch's means covered only the batches after the
+resume.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import Dataset, DistributedSampler, WeightedRandomSampler
 
-from lightning_tasks.classifier import SNNClassifier
+from lightning_tasks.classifier import EPOCH_STATE_KEY, SNNClassifier
 from lightning_tasks.data.base import EpochSampler, ResumableDataLoader, WeightedEpochSampler
 from lightning_tasks.data.shd import SHDDataModule
 from lightning_tasks.data.xor import DelayedXORDataModule, EpochBatchSampler
@@ -30,15 +33,23 @@ class Killed(RuntimeError):
 
 
 class Record(Callback):
-    """Per-step logged training loss, and the batch each step trained on (to see which data was used)."""
+    """Per-step logged training loss, the batch each step trained on (to see which data was used), and per epoch
+    the epoch-level training loss and accuracy with the global step the epoch ended at."""
 
     def __init__(self) -> None:
         self.loss: dict[int, float] = {}
         self.inputs: dict[int, torch.Tensor] = {}
+        self.epochs: dict[int, tuple[int, float, float]] = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.loss[trainer.global_step] = float(trainer.callback_metrics["train_loss_step"])
         self.inputs[trainer.global_step] = batch[0].clone()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        metrics = trainer.callback_metrics  # computed from the epoch's aggregates on access
+        epoch = (trainer.global_step, float(metrics["train_loss_epoch"]), float(metrics["train_acc_epoch"]))
+        assert trainer.current_epoch not in self.epochs, f"epoch {trainer.current_epoch} ended twice"
+        self.epochs[trainer.current_epoch] = epoch
 
 
 class KillAt(Callback):
@@ -72,54 +83,75 @@ def model(input_size: int, num_classes: int, num_steps: int, aggregation: str = 
     return SNNClassifier(input_size, num_classes, num_steps, layers=layers, lr=0.05, aggregation=aggregation)
 
 
-def trainer(root: Path, max_steps: int, callbacks: list[Callback], every: int = 0) -> pl.Trainer:
-    if every:
-        callbacks = [
-            *callbacks,
-            ModelCheckpoint(dirpath=root, filename="{step}", every_n_train_steps=every, save_top_k=-1),
-        ]
+def trainer(root: Path, max_steps: int, callbacks: list[Callback], val_every: int = 0) -> pl.Trainer:
+    """``val_every``: validate every that many training batches (else at epoch ends)."""
     return pl.Trainer(
         max_steps=max_steps,
         max_epochs=-1,
         accelerator="cpu",
         devices=1,
         logger=False,
-        enable_checkpointing=bool(every),
+        enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        val_check_interval=val_every or 1.0,
         callbacks=callbacks,
         default_root_dir=root,
     )
 
 
-def straight_and_resumed(tmp_path: Path, make_data, make_model, steps: int, stop: int):
-    """Run A (``steps`` uninterrupted) and run C (killed after the checkpoint of step ``stop``, then resumed)."""
+def checkpoints(root: Path, every: int = 0, at: str = "step") -> ModelCheckpoint:
+    """Checkpoints named by step: every ``every`` steps at a batch end (``at="step"``), at each epoch end
+    (``"epoch_end"``) or after each validation (``"validation"``)."""
+    if at == "step":
+        return ModelCheckpoint(dirpath=root, filename="{step}", every_n_train_steps=every, save_top_k=-1)
+    return ModelCheckpoint(dirpath=root, filename="{step}", save_top_k=-1, save_on_train_epoch_end=at == "epoch_end")
+
+
+def straight_and_resumed(tmp_path: Path, make_data, make_model, steps: int, stop: int, edit=None, val_every: int = 0):
+    """Run A (``steps`` uninterrupted) and run C (killed after the checkpoint of step ``stop``, then resumed).
+    ``edit`` changes the loaded checkpoint dict in place before C resumes from it. ``val_every``: all three runs
+    validate every that many batches, and B checkpoints after each validation instead of every ``stop`` steps."""
     pl.seed_everything(0, verbose=False)
     a = Record()
     model_a = make_model()
-    trainer(tmp_path / "a", steps, [a]).fit(model_a, datamodule=make_data())
+    trainer(tmp_path / "a", steps, [a], val_every).fit(model_a, datamodule=make_data())
 
     pl.seed_everything(0, verbose=False)
+    saver = checkpoints(tmp_path / "b", at="validation") if val_every else checkpoints(tmp_path / "b", every=stop)
     with pytest.raises(Killed):
-        trainer(tmp_path / "b", steps, [KillAt(stop + 1)], every=stop).fit(make_model(), datamodule=make_data())
+        trainer(tmp_path / "b", steps, [KillAt(stop + 1), saver], val_every).fit(make_model(), datamodule=make_data())
     ckpt = tmp_path / "b" / f"step={stop}.ckpt"
     assert ckpt.exists(), sorted(p.name for p in (tmp_path / "b").iterdir())
+    if edit is not None:
+        state = torch.load(ckpt, weights_only=True)
+        edit(state)
+        ckpt = tmp_path / "b" / "edited.ckpt"
+        torch.save(state, ckpt)
 
     pl.seed_everything(0, verbose=False)
     c = Record()
     model_c = make_model()
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*your dataloader is not resumable.*")
-        trainer(tmp_path / "c", steps, [c]).fit(model_c, datamodule=make_data(), ckpt_path=ckpt)
+        trainer(tmp_path / "c", steps, [c], val_every).fit(model_c, datamodule=make_data(), ckpt_path=ckpt)
     return model_a, a, model_c, c
 
 
-def assert_same_run(model_a, a: Record, model_c, c: Record, steps: int, stop: int) -> None:
+def assert_same_run(model_a, a: Record, model_c, c: Record, steps: int, stop: int, epochs: bool = True) -> None:
     assert sorted(c.loss) == list(range(stop + 1, steps + 1))  # resumed after the checkpoint's step
     for step in c.loss:
         assert torch.equal(a.inputs[step], c.inputs[step]), f"step {step} trained on other data"
         assert a.loss[step] == c.loss[step], step
+    # C ends every epoch of A that ends after the checkpoint's step (an epoch whose last batch was the checkpoint's
+    # step was over when C resumed), each at A's step and with A's epoch aggregates. Exactly: the accuracy is a ratio
+    # of integer counts, and the loss mean's running sum gets the same float32 additions in the same order (the
+    # checkpointed sum of the earlier batches, then each later batch's loss * batch size).
+    assert sorted(c.epochs) == [e for e, (end, *_) in sorted(a.epochs.items()) if end > stop]
+    if epochs:
+        for epoch in c.epochs:
+            assert c.epochs[epoch] == a.epochs[epoch], epoch
     pa, pc = model_a.state_dict(), model_c.state_dict()
     assert pa.keys() == pc.keys()
     for key in pa:
@@ -134,6 +166,97 @@ def test_xor_fit_resumed_mid_epoch_matches_the_uninterrupted_run(tmp_path, stop,
         tmp_path, lambda: xor_data(num_workers), lambda: model(4, 2, 12), steps=steps, stop=stop
     )
     assert_same_run(*runs, steps=steps, stop=stop)
+
+
+class ScoredPerEpoch(Callback):
+    """Per epoch end: the targets the training accuracy counted and the sequences the loss mean weighted."""
+
+    def __init__(self) -> None:
+        self.scored: list[tuple[int, int, int]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        acc = pl_module.metrics["train_acc"]
+        loss = trainer.fit_loop.epoch_loop._results.get("training_step.train_loss")
+        sequences = 0 if loss is None or loss.has_reset else int(loss.cumulated_batch_size)
+        self.scored.append((trainer.current_epoch, int(acc.tp + acc.fn), sequences))
+
+
+def test_xor_checkpoint_holds_the_running_epoch_aggregates_only_mid_epoch(tmp_path):
+    """The step-6 checkpoint (2 of epoch 1's 4 batches done) carries epoch 1's aggregates so far; a checkpoint written
+    at the end of epoch 0 carries none, and its finished epoch does not leak into epoch 1 of the resumed fit."""
+    steps = 10
+    model_a, a, model_c, c = straight_and_resumed(tmp_path / "mid", xor_data, lambda: model(4, 2, 12), steps, stop=6)
+    state = torch.load(tmp_path / "mid" / "b" / "step=6.ckpt", weights_only=True)[EPOCH_STATE_KEY]
+    assert (state["epoch"], state["batches"], len(state["ranks"])) == (1, 2, 1)
+    saved = state["ranks"][0]
+    loss = saved["tensors"]["training_step.train_loss"]
+    assert int(loss["cumulated_batch_size"]) == 2 * 4  # two batches of 4 sequences
+    # Lightning's running sum is sum(batch loss * batch size), float32, in step order (A's logged step losses).
+    expected = torch.tensor(0.0)
+    for step in (5, 6):
+        expected = expected + torch.tensor(a.loss[step]) * 4
+    assert torch.equal(loss["value"], expected)
+    acc = saved["metrics"]["metrics.train_acc"]
+    # The delayed XOR scores steps t > T - coding_time = 9 of 12 (2 steps): 2 batches x 4 sequences x 2 steps.
+    assert int(acc["updates"]) == 2
+    assert int(acc["states"]["tp"] + acc["states"]["fn"]) == 2 * 4 * 2
+    assert_same_run(model_a, a, model_c, c, steps=steps, stop=6)
+
+    # Written in on_train_epoch_end of epoch 0 (Lightning has counted the epoch processed by then): no aggregates.
+    pl.seed_everything(0, verbose=False)
+    with pytest.raises(Killed):
+        trainer(tmp_path / "end", steps, [KillAt(5), checkpoints(tmp_path / "end", at="epoch_end")]).fit(
+            model(4, 2, 12), datamodule=xor_data()
+        )
+    ckpt = tmp_path / "end" / "step=4.ckpt"
+    assert EPOCH_STATE_KEY not in torch.load(ckpt, weights_only=True)
+    counts = ScoredPerEpoch()
+    trainer(tmp_path / "end_c", steps, [counts]).fit(model(4, 2, 12), datamodule=xor_data(), ckpt_path=ckpt)
+    # Lightning ends epoch 0 again on resuming (nothing logged), then epoch 1 has 4 batches and epoch 2 the last 2
+    # (4 sequences x 2 scored steps each): epoch 0's 4 batches reach neither.
+    assert counts.scored == [(0, 0, 0), (1, 32, 16), (2, 16, 8)]
+
+
+def test_xor_checkpoint_after_a_mid_epoch_validation_resumes_the_same_epoch_metrics(tmp_path):
+    """Validating every 2 of the 4 batches, the checkpoint written after the validation at step 6 (mid-epoch 1)
+    holds epoch 1's training aggregates, not the validation's."""
+    steps, stop = 10, 6
+    runs = straight_and_resumed(tmp_path, xor_data, lambda: model(4, 2, 12), steps, stop, val_every=2)
+    state = torch.load(tmp_path / "b" / "step=6.ckpt", weights_only=True)[EPOCH_STATE_KEY]
+    assert (state["epoch"], state["batches"]) == (1, 2)
+    assert list(state["ranks"][0]["tensors"]) == ["training_step.train_loss"]
+    assert_same_run(*runs, steps=steps, stop=stop)
+
+
+def test_xor_checkpoint_without_the_epoch_aggregates_still_resumes(tmp_path):
+    """A checkpoint from before the aggregates were saved resumes the same parameters, data and step losses; only
+    the resumed epoch's means lack the batches before the resume."""
+    steps, stop = 10, 2
+    runs = straight_and_resumed(
+        tmp_path, xor_data, lambda: model(4, 2, 12), steps, stop, edit=lambda ckpt: ckpt.pop(EPOCH_STATE_KEY)
+    )
+    assert_same_run(*runs, steps=steps, stop=stop, epochs=False)
+    a, c = runs[1], runs[3]
+    assert sorted(c.epochs) == [0, 1, 2]
+    assert c.epochs[1] == a.epochs[1] and c.epochs[2] == a.epochs[2]
+    assert c.epochs[0] != a.epochs[0]  # epoch 0's means cover steps 3-4 only
+
+
+def test_validate_and_test_from_a_mid_epoch_checkpoint_are_unaffected(tmp_path):
+    """Evaluating from a mid-epoch checkpoint gives the same metrics as evaluating its weights loaded by hand."""
+    pl.seed_everything(0, verbose=False)
+    with pytest.raises(Killed):
+        trainer(tmp_path, 10, [KillAt(3), checkpoints(tmp_path, every=2)]).fit(model(4, 2, 12), datamodule=xor_data())
+    ckpt = tmp_path / "step=2.ckpt"
+    assert EPOCH_STATE_KEY in torch.load(ckpt, weights_only=True)
+    by_hand = model(4, 2, 12)
+    by_hand.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
+    for run, stage in (("validate", "val"), ("test", "test")):
+        from_ckpt = getattr(trainer(tmp_path / run, 10, []), run)(
+            model(4, 2, 12), datamodule=xor_data(), ckpt_path=ckpt
+        )
+        direct = getattr(trainer(tmp_path / run, 10, []), run)(by_hand, datamodule=xor_data())
+        assert from_ckpt == direct and set(from_ckpt[0]) == {f"{stage}_loss", f"{stage}_acc"}, run
 
 
 def write_spike_h5(path: Path, labels: np.ndarray, rng: np.random.Generator) -> None:
