@@ -9,7 +9,8 @@
 
 It also logs the mean timing factor of every dendritic branch per epoch (``factor/<layer>.branch<d>``), which shows
 the branch separation of the multi-timescale XOR while training. Its state (initial factors, history) is part of the
-checkpoint, so a resumed run still compares against the factors at the very start.
+checkpoint, so a resumed run still compares against the factors at the very start. Each epoch's end is recorded and
+logged once, also when a fit resumed from a checkpoint written at that end makes Lightning end the epoch again.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class PlotCallback(Callback):
         self.initial_factors: dict[str, Tensor] = {}
         self.history: list[dict[str, float]] = []
         self.written: list[Path] = []
+        self._trained = False  # a training batch ran since the last epoch end (of this process)
 
     # ---------------------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -71,7 +73,15 @@ class PlotCallback(Callback):
         if not self.initial_factors:  # a resumed run keeps the factors of its real start
             self.initial_factors = timing_factors(pl_module)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._trained = True
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._trained and any(row["epoch"] == trainer.current_epoch for row in self.history):
+            # Resumed from a checkpoint written at this epoch's end (with max_steps, Lightning's RESTARTED_ON_EPOCH_END
+            # ends the epoch again, before any batch and without its metrics): recorded and logged already.
+            return
+        self._trained = False
         if self.log_branch_factors:
             for name, factor in timing_factors(pl_module).items():
                 if name.endswith("dend_tau_raw"):

@@ -7,19 +7,24 @@ the constructor, so a CLI can link them to the model before any data is read.
 Training loaders resume exactly, also from a checkpoint saved mid-epoch: the order of every epoch is a function of
 ``(seed, epoch)`` only (:class:`EpochSampler`; no global RNG, which checkpoints do not hold), and the loader is a
 :class:`ResumableDataLoader`, whose ``state_dict`` (epoch, batches handed out) Lightning stores in the checkpoint and
-gives back on resume, so the resumed epoch continues after the last batch trained on instead of starting over.
+gives back on resume, so the resumed epoch continues after the last batch trained on instead of starting over. The
+loader takes the epoch of each pass from the trainer (``trainer.current_epoch``, :func:`fit_epoch`), not from the
+``set_epoch`` calls of Lightning's fit loop, which run one epoch ahead (one more per resume) after a fit resumes from a
+checkpoint written at an epoch's end.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 
 
@@ -179,6 +184,32 @@ class WeightedEpochSampler(EpochSampler, WeightedRandomSampler):
         return torch.multinomial(self.weights, self.size, replacement=True, generator=gen)
 
 
+def fit_epoch(datamodule: pl.LightningDataModule) -> int | None:
+    """The epoch that the trainer attached to ``datamodule`` is fitting (``trainer.current_epoch``), else None.
+
+    This is the epoch to train on when a training pass starts, also in a resumed fit. Lightning's fit loop passes
+    its count of processed epochs to ``set_epoch`` instead (``FitLoop.on_advance_start``), and that count is one
+    ahead after every resume from a checkpoint written in ``on_train_epoch_end`` (``ModelCheckpoint`` with
+    ``save_on_train_epoch_end``, its default when validation runs once per epoch or never): with ``max_steps`` set,
+    the resumed fit ends that epoch a second time (``RESTARTED_ON_EPOCH_END``) and counts it processed again
+    (``FitLoop.on_advance_end``), while ``current_epoch`` (the completed count) stays right.
+    """
+    trainer = datamodule.trainer
+    if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+        return None
+    return trainer.current_epoch
+
+
+def set_sampler_epoch(loader: DataLoader, epoch: int) -> None:
+    """``set_epoch(epoch)`` on the loader's sampler and on its batch sampler's sampler, as Lightning does."""
+    samplers = [getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)]
+    for i, sampler in enumerate(samplers):
+        if sampler is not None and all(sampler is not other for other in samplers[:i]):
+            set_epoch = getattr(sampler, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+
+
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` that a checkpoint saved mid-epoch resumes exactly (Lightning's ``_Stateful`` protocol).
 
@@ -194,10 +225,16 @@ class ResumableDataLoader(DataLoader):
     them, otherwise the skipped batches are loaded and dropped. ``__iter__`` is lazy: the pass starts, and reads
     the sampler's epoch, at its first batch, because Lightning creates the first iterator of a resumed run before
     it calls ``set_epoch``.
+
+    ``epoch_fn`` (keyword): called when a pass starts; when it returns an epoch, the sampler is set to it first,
+    overriding ``set_epoch``. The DataModules pass the trainer's epoch (:func:`fit_epoch`), which stays right when
+    Lightning's ``set_epoch`` does not (after resuming from a checkpoint written at an epoch's end). Without it, or
+    when it returns None (no trainer fitting), the pass uses the epoch the sampler was last set to.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, epoch_fn: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.epoch_fn = epoch_fn
         self._epoch: int | None = None
         self._batches = 0
         self._resume: dict[str, Any] | None = None
@@ -215,6 +252,9 @@ class ResumableDataLoader(DataLoader):
         self._resume = {"epoch": state_dict["epoch"], "batches": int(state_dict["batches"])}
 
     def __iter__(self) -> Iterator[Any]:
+        epoch = self.epoch_fn() if self.epoch_fn is not None else None
+        if epoch is not None:
+            set_sampler_epoch(self, epoch)
         epoch = getattr(self.sampler, "epoch", None)
         skip = 0
         if self._resume is not None:
@@ -327,6 +367,7 @@ class BenchmarkDataModule(pl.LightningDataModule):
             collate_fn=_passthrough,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            **({"epoch_fn": functools.partial(fit_epoch, self)} if train else {}),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -23,12 +23,13 @@ Multi-timescale XOR (defaults: T = 100, 2 x 20 channels)::
 Training batches are generated afresh for every epoch (as the reference does) but deterministically: batch ``i`` of
 epoch ``e`` depends only on ``(seed, e, i)``, so runs repeat and resumed runs continue with the same data, also from
 a checkpoint saved mid-epoch (the training loader is a :class:`~lightning_tasks.data.base.ResumableDataLoader`: the
-resumed epoch goes on after the last batch trained on). The validation and test sets are fixed (the reference
-reports only training accuracy).
+resumed epoch goes on after the last batch trained on) or at an epoch's end (the loader takes the epoch from the
+trainer). The validation and test sets are fixed (the reference reports only training accuracy).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -38,7 +39,7 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from lightning_tasks.data.base import ResumableDataLoader, shard
+from lightning_tasks.data.base import ResumableDataLoader, fit_epoch, shard
 
 IGNORE_INDEX = -100
 
@@ -244,6 +245,7 @@ class _SpikingXORDataModule(pl.LightningDataModule):
             batch_size=None,
             sampler=sampler,
             num_workers=self.num_workers,
+            epoch_fn=functools.partial(fit_epoch, self),  # not Lightning's set_epoch, off after epoch-end resumes
         )
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -6,10 +6,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from matplotlib.image import imread
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import Logger
 
 from lightning_tasks.callbacks import PlotCallback
 from lightning_tasks.classifier import LayerConfig, SNNClassifier
-from lightning_tasks.data.xor import MultiTimescaleXORDataModule
+from lightning_tasks.data.xor import DelayedXORDataModule, MultiTimescaleXORDataModule
 from norse_dh.plotting import plot_learning_curves, plot_spike_raster, plot_timing_histograms, timing_factors
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -77,3 +79,87 @@ def test_callback_records_start_factors_history_and_writes_plots(tmp_path):
     restored.load_state_dict(callback.state_dict())
     assert restored.history == callback.history
     assert all(torch.equal(restored.initial_factors[k], start[k]) for k in start)
+
+
+class MemoryLogger(Logger):
+    """Keeps every ``log_metrics`` call as ``(step, metrics)``."""
+
+    def __init__(self, save_dir) -> None:
+        super().__init__()
+        self.rows: list[tuple[int, dict[str, float]]] = []
+        self._save_dir = str(save_dir)
+
+    @property
+    def name(self) -> str:
+        return "memory"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.rows.append((step, {k: float(v) for k, v in metrics.items()}))
+
+
+class Killed(RuntimeError):
+    """Stands in for the job being killed."""
+
+
+class KillAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step - 1:
+            raise Killed(f"killed at step {self.step}")
+
+
+@pytest.mark.parametrize("max_steps", [10, -1])
+def test_callback_resumed_from_an_epoch_end_checkpoint_records_and_logs_each_epoch_once(tmp_path, max_steps):
+    """Resuming from a checkpoint written in on_train_epoch_end, Lightning ends that epoch again (with max_steps):
+    the callback must neither log its branch factors a second time nor add a second, empty history row. The resumed
+    run's history equals the uninterrupted run's, and its log continues that run's log from the resume point."""
+
+    def run(root, callbacks, ckpt_path=None):
+        pl.seed_everything(0, verbose=False)
+        data = DelayedXORDataModule(
+            time_steps=12, coding_time=3, channel_size=4, batch_size=4, batches_per_epoch=4, val_size=4, test_size=4
+        )
+        model = SNNClassifier(4, 2, 12, layers=[LayerConfig(kind="dh_sfnn", hidden_size=4, branches=2)], lr=0.05)
+        logger = MemoryLogger(root)
+        plots = PlotCallback()
+        pl.Trainer(
+            max_steps=max_steps,
+            max_epochs=3 if max_steps == -1 else -1,
+            callbacks=[plots, *callbacks],
+            logger=logger,
+            log_every_n_steps=1,
+            default_root_dir=root,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        ).fit(model, datamodule=data, ckpt_path=ckpt_path)
+        return plots, logger
+
+    def saver(root):
+        return ModelCheckpoint(dirpath=root, filename="{step}", save_top_k=-1, save_on_train_epoch_end=True)
+
+    plots_a, log_a = run(tmp_path / "a", [])
+    with pytest.raises(Killed):
+        run(tmp_path / "b", [KillAt(5), saver(tmp_path / "b")])
+    plots_c, log_c = run(tmp_path / "c", [saver(tmp_path / "c")], ckpt_path=tmp_path / "b" / "step=4.ckpt")
+    assert [row["epoch"] for row in plots_a.history] == [0.0, 1.0, 2.0]
+    assert plots_c.history == plots_a.history
+    # Epoch 0's metrics were logged at step 3 (Lightning's 0-based step of the epoch's last batch), before the kill.
+    assert any(step == 3 and "factor/model.0.branch0" in row for step, row in log_a.rows)
+    # The same metrics in the same order, none repeated. (Not the same step numbers with max_steps: Lightning numbers
+    # the resumed run's log one step later, TrainingEpochLoop.reset adding 1 to a count saved after its increment.)
+    assert [row for _, row in log_c.rows] == [row for step, row in log_a.rows if step >= 4]
+    assert (tmp_path / "c" / "plots" / "learning_curves.png").read_bytes()[:8] == PNG

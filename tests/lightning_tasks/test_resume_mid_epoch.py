@@ -7,6 +7,11 @@ accuracy for every epoch it finishes, the one it resumed in included. Before the
 the resumed epoch started again from its first batch, so C trained on batches A never saw at those steps; before the
 classifier checkpointed its running epoch aggregates, the resumed epoch's means covered only the batches after the
 resume.
+
+A checkpoint written at an epoch's end (``ModelCheckpoint(save_on_train_epoch_end=True)``, Lightning's own choice when
+validation runs once per epoch, as in the packaged XOR configs) resumes exactly too: Lightning ends that epoch a second
+time on resuming and counts it processed twice, so the sampler epoch it sets from that count is one ahead (and one more
+per further resume); the training loaders take the epoch from the trainer instead.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import Dataset, DistributedSampler, WeightedRandomSampler
 
 from lightning_tasks.classifier import EPOCH_STATE_KEY, SNNClassifier
-from lightning_tasks.data.base import EpochSampler, ResumableDataLoader, WeightedEpochSampler
+from lightning_tasks.data.base import (
+    EpochSampler,
+    ResumableDataLoader,
+    WeightedEpochSampler,
+    epoch_generator,
+    fit_epoch,
+)
 from lightning_tasks.data.shd import SHDDataModule
 from lightning_tasks.data.xor import DelayedXORDataModule, EpochBatchSampler
 
@@ -40,12 +51,19 @@ class Record(Callback):
         self.loss: dict[int, float] = {}
         self.inputs: dict[int, torch.Tensor] = {}
         self.epochs: dict[int, tuple[int, float, float]] = {}
+        self.replayed: list[tuple[int, int]] = []  # (epoch, global step) of epoch ends with no batch trained before
+        self._trained = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.loss[trainer.global_step] = float(trainer.callback_metrics["train_loss_step"])
         self.inputs[trainer.global_step] = batch[0].clone()
+        self._trained = True
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._trained:  # Lightning ends the checkpoint's epoch again when it resumes from its end
+            self.replayed.append((trainer.current_epoch, trainer.global_step))
+            return
+        self._trained = False
         metrics = trainer.callback_metrics  # computed from the epoch's aggregates on access
         epoch = (trainer.global_step, float(metrics["train_loss_epoch"]), float(metrics["train_acc_epoch"]))
         assert trainer.current_epoch not in self.epochs, f"epoch {trainer.current_epoch} ended twice"
@@ -83,11 +101,14 @@ def model(input_size: int, num_classes: int, num_steps: int, aggregation: str = 
     return SNNClassifier(input_size, num_classes, num_steps, layers=layers, lr=0.05, aggregation=aggregation)
 
 
-def trainer(root: Path, max_steps: int, callbacks: list[Callback], val_every: int = 0) -> pl.Trainer:
-    """``val_every``: validate every that many training batches (else at epoch ends)."""
+def trainer(
+    root: Path, max_steps: int, callbacks: list[Callback], val_every: int = 0, max_epochs: int = -1
+) -> pl.Trainer:
+    """``val_every``: validate every that many training batches (else at epoch ends). ``max_epochs`` > 0 (with
+    ``max_steps=-1``): epoch-based training, as the packaged configs run, instead of step-based."""
     return pl.Trainer(
         max_steps=max_steps,
-        max_epochs=-1,
+        max_epochs=max_epochs,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -272,10 +293,9 @@ def write_spike_h5(path: Path, labels: np.ndarray, rng: np.random.Generator) -> 
         f.create_dataset("extra/speaker", data=np.zeros(len(labels), dtype=np.uint16))
 
 
-@pytest.mark.parametrize("num_workers", [0, 1])
-def test_shd_fit_resumed_mid_epoch_matches_the_uninterrupted_run(tmp_path, num_workers):
-    """A shuffled real-data module: 60 training samples in batches of 16 (3 full batches and one of 12 per epoch);
-    with a worker the loader keeps it (persistent workers) and batches indices with a BatchSampler."""
+def shd_files(tmp_path: Path, num_workers: int):
+    """A miniature SHD folder and a factory of its DataModule: 80 training-file samples, 60 of them for training
+    in batches of 16 (3 full batches and one of 12 per epoch), 20 for validation; 10 steps of 100 ms."""
     rng = np.random.default_rng(0)
     root = tmp_path / "shd"
     root.mkdir()
@@ -287,9 +307,155 @@ def test_shd_fit_resumed_mid_epoch_matches_the_uninterrupted_run(tmp_path, num_w
             str(root), dt_ms=100.0, val_fraction=0.25, batch_size=16, num_workers=num_workers, cache_dir=str(root / "c")
         )
 
+    return data
+
+
+def shd_model() -> SNNClassifier:
+    return model(700, 20, 10, "sum_softmax_after")
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_shd_fit_resumed_mid_epoch_matches_the_uninterrupted_run(tmp_path, num_workers):
+    """A shuffled real-data module; with a worker the loader keeps it (persistent workers) and batches indices with
+    a BatchSampler."""
     steps, stop = 7, 5  # stops after the first batch of epoch 1
-    runs = straight_and_resumed(tmp_path, data, lambda: model(700, 20, 10, "sum_softmax_after"), steps=steps, stop=stop)
+    runs = straight_and_resumed(tmp_path, shd_files(tmp_path, num_workers), shd_model, steps=steps, stop=stop)
     assert_same_run(*runs, steps=steps, stop=stop)
+
+
+# -- checkpoints written at an epoch's end ----------------------------------------------------------------------------
+EPOCH_END_SAVES = {
+    # Written in on_train_epoch_end, every epoch.
+    "epoch_end": lambda root: ModelCheckpoint(
+        dirpath=root, filename="{step}", save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True
+    ),
+    # The packaged XOR configs: the best by val_acc and last.ckpt. With one validation per epoch Lightning writes
+    # them in on_train_epoch_end as well.
+    "val_acc": lambda root: ModelCheckpoint(dirpath=root, monitor="val_acc", mode="max", save_last=True),
+    # Forced to the end of the validation that follows the epoch's last batch, before the epoch-end hooks.
+    "validation_end": lambda root: ModelCheckpoint(
+        dirpath=root, filename="{step}", save_top_k=-1, save_last=True, save_on_train_epoch_end=False
+    ),
+}
+
+
+def resumed_at_epoch_ends(tmp_path: Path, make_data, make_model, stops: list[int], at: str, **limit):
+    """Run A uninterrupted; then a chain of runs that checkpoint as ``EPOCH_END_SAVES[at]`` says, each killed after
+    the checkpoint of the step in ``stops`` (an epoch's last step) and resumed from it by the next (with the same
+    checkpoint callback); the last run goes to the end. ``limit``: ``max_steps`` or ``max_epochs`` of all runs.
+    Returns A's model and record and the last run's."""
+    max_steps, max_epochs = limit.get("max_steps", -1), limit.get("max_epochs", -1)
+    pl.seed_everything(0, verbose=False)
+    a = Record()
+    model_a = make_model()
+    trainer(tmp_path / "a", max_steps, [a], max_epochs=max_epochs).fit(model_a, datamodule=make_data())
+    ckpt = None
+    for i, stop in enumerate(stops):
+        pl.seed_everything(0, verbose=False)
+        root = tmp_path / f"b{i}"
+        with pytest.raises(Killed):
+            trainer(root, max_steps, [KillAt(stop + 1), EPOCH_END_SAVES[at](root)], max_epochs=max_epochs).fit(
+                make_model(), datamodule=make_data(), ckpt_path=ckpt
+            )
+        ckpt = root / ("last.ckpt" if at != "epoch_end" else f"step={stop}.ckpt")
+        assert ckpt.exists(), sorted(p.name for p in root.iterdir())
+        assert torch.load(ckpt, weights_only=True)["global_step"] == stop
+    pl.seed_everything(0, verbose=False)
+    c = Record()
+    model_c = make_model()
+    root = tmp_path / "c"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*your dataloader is not resumable.*")
+        trainer(root, max_steps, [c, EPOCH_END_SAVES[at](root)], max_epochs=max_epochs).fit(
+            model_c, datamodule=make_data(), ckpt_path=ckpt
+        )
+    assert all(step == stops[-1] for _, step in c.replayed)  # an epoch end repeated on resuming trains nothing
+    return model_a, a, model_c, c
+
+
+LIMITS = {"steps": {"max_steps": 10}, "epochs": {"max_epochs": 3}}
+# Every way of saving with either limit in-process, and the two failing ones before the fix with a worker too.
+EPOCH_END_CASES = [(at, limit, 0) for at in EPOCH_END_SAVES for limit in LIMITS] + [
+    ("epoch_end", "steps", 1),
+    ("val_acc", "steps", 1),
+]
+
+
+@pytest.mark.parametrize(("at", "limit", "num_workers"), EPOCH_END_CASES)
+def test_xor_fit_resumed_from_an_epoch_end_checkpoint_matches_the_uninterrupted_run(tmp_path, at, limit, num_workers):
+    """Killed after the checkpoint at the end of epoch 0 (step 4): the resumed run trains epoch 1 on epoch 1's fresh
+    batches (it trained on epoch 2's, A's steps 9-12, when the sampler epoch came from Lightning's processed count)."""
+    runs = resumed_at_epoch_ends(
+        tmp_path, lambda: xor_data(num_workers), lambda: model(4, 2, 12), [4], at, **LIMITS[limit]
+    )
+    steps = max(runs[1].loss)
+    assert steps == (10 if limit == "steps" else 12)
+    assert_same_run(*runs, steps=steps, stop=4)
+
+
+@pytest.mark.parametrize(("at", "limit", "num_workers"), EPOCH_END_CASES)
+def test_shd_fit_resumed_from_an_epoch_end_checkpoint_matches_the_uninterrupted_run(tmp_path, at, limit, num_workers):
+    """The shuffled real-data module (EpochSampler): killed after the checkpoint at the end of epoch 0 (step 4 of 4)."""
+    runs = resumed_at_epoch_ends(tmp_path, shd_files(tmp_path, num_workers), shd_model, [4], at, **LIMITS[limit])
+    steps = max(runs[1].loss)
+    assert steps == (10 if limit == "steps" else 12)
+    assert_same_run(*runs, steps=steps, stop=4)
+
+
+@pytest.mark.parametrize("at", ["epoch_end", "val_acc"])
+def test_xor_fit_resumed_twice_from_epoch_end_checkpoints_matches_the_uninterrupted_run(tmp_path, at):
+    """Killed after epoch 0 (step 4), resumed, killed again after epoch 1 (step 8), resumed to step 14: every resume
+    from an epoch's end put Lightning's processed count, and the sampler epochs it set, one further ahead."""
+    runs = resumed_at_epoch_ends(tmp_path, xor_data, lambda: model(4, 2, 12), [4, 8], at, max_steps=14)
+    assert_same_run(*runs, steps=14, stop=8)
+
+
+def test_uninterrupted_fits_train_epoch_e_batch_i_at_step_4e_plus_i_plus_1(tmp_path):
+    """The training loaders' epoch comes from the trainer; an uninterrupted fit still visits epoch ``e``'s data at
+    its steps: the XOR's fresh batch ``(seed, e, i)`` and the SHD module's slice ``i`` of the ``(seed, e)`` permutation,
+    both rebuilt here from the seed tree."""
+    pl.seed_everything(0, verbose=False)
+    xor, record = xor_data(), Record()
+    trainer(tmp_path / "xor", 10, [record]).fit(model(4, 2, 12), datamodule=xor)
+    for step, inputs in record.inputs.items():
+        epoch, index = divmod(step - 1, 4)
+        state = np.random.SeedSequence([3, 0, epoch, index]).generate_state(2, np.uint32)  # seed 3, training stream
+        expected = xor.make_batch(4, torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1])))[0]
+        assert torch.equal(inputs, expected), step
+
+    make_shd = shd_files(tmp_path, 0)
+    pl.seed_everything(0, verbose=False)
+    record = Record()
+    trainer(tmp_path / "shd_run", 6, [record]).fit(shd_model(), datamodule=make_shd())
+    shd = make_shd()
+    shd.setup("fit")
+    for step, inputs in record.inputs.items():
+        epoch, index = divmod(step - 1, 4)
+        order = torch.randperm(60, generator=epoch_generator(0, epoch)).numpy()  # global seed 0
+        assert torch.equal(inputs, shd.dataset("train").get_batch(order[16 * index : 16 * index + 16])[0]), step
+
+
+def test_loader_takes_the_epoch_from_epoch_fn_when_it_gives_one():
+    """``epoch_fn`` overrides ``set_epoch`` (keeping the rank's shard); None leaves the sampler's epoch."""
+    epoch: list[int | None] = [1]
+    sampler = EpochSampler(10, num_replicas=2, rank=1, seed=4)
+    loader = ResumableDataLoader(list(range(10)), batch_size=2, sampler=sampler, epoch_fn=lambda: epoch[0])
+    reference = EpochSampler(10, num_replicas=2, rank=1, seed=4)
+    reference.set_epoch(1)
+    sampler.set_epoch(2)  # what Lightning's processed count says after resuming from an epoch's end
+    assert [i for batch in loader for i in batch.tolist()] == list(reference) and sampler.epoch == 1
+    assert loader.state_dict() == {"epoch": 1, "batches": 3}
+    epoch[0] = None
+    sampler.set_epoch(2)
+    reference.set_epoch(2)
+    assert [i for batch in loader for i in batch.tolist()] == list(reference)
+    keys = ResumableDataLoader(
+        Keys(), batch_size=None, sampler=EpochBatchSampler(3), collate_fn=tuple, epoch_fn=lambda: 5
+    )
+    keys.sampler.set_epoch(6)
+    assert list(keys) == [(5, 0), (5, 1), (5, 2)]
+    # Standalone (no trainer) the DataModules' epoch source gives None.
+    assert fit_epoch(xor_data()) is None
 
 
 class Keys(Dataset):
