@@ -308,6 +308,10 @@ class SNNClassifier(pl.LightningModule):
         loss, scores, targets = self.loss_and_predictions(batch)
         metric = self.metrics[f"{stage}_acc"]
         metric(scores.detach(), targets)
+        self._log_stage(stage, loss, metric, batch[0].shape[0])
+        return loss
+
+    def _log_stage(self, stage: str, loss: Tensor, metric: MulticlassAccuracy, batch_size: int) -> None:
         on_step = stage == "train"
         self.log(
             f"{stage}_loss",
@@ -315,21 +319,15 @@ class SNNClassifier(pl.LightningModule):
             on_step=on_step,
             on_epoch=True,
             prog_bar=True,
-            batch_size=batch[0].shape[0],
+            batch_size=batch_size,
             sync_dist=not on_step,  # epoch-level evaluation loss averaged over DDP ranks
         )
-        self.log(f"{stage}_acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=batch[0].shape[0])
-        return loss
+        self.log(f"{stage}_acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=batch_size)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         resumed = self._take_resumed_epoch(batch_idx)
         if resumed is not None:  # before the update, so the metric sees the same sequence of updates as unbroken
-            for attribute, saved in resumed["metrics"].items():
-                metric = self.get_submodule(attribute)
-                for name, value in saved["states"].items():
-                    current = getattr(metric, name)
-                    setattr(metric, name, value.to(device=current.device, dtype=current.dtype))
-                metric._update_count = int(saved["updates"])
+            self._restore_metric_states(resumed["metrics"])
         loss = self._shared_step(batch, "train")
         if resumed is not None:  # after: the first self.log of an epoch resets Lightning's tensor aggregates
             _merge_logged_aggregates(self.trainer.fit_loop.epoch_loop._results, resumed["tensors"])
@@ -365,6 +363,45 @@ class SNNClassifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints without the entry (epoch-end ones, older ones) resume with fresh epoch aggregates.
         self._resumed_epoch = checkpoint.get(EPOCH_STATE_KEY)
+
+    def on_train_start(self) -> None:
+        self._end_resumed_epoch()
+
+    def _end_resumed_epoch(self) -> None:
+        """Restores the training metrics of an epoch whose every batch ran before the checkpoint, when the checkpoint
+        came before the epoch's end (written at the validation after its last batch: ``ModelCheckpoint(
+        save_on_train_epoch_end=False)``, or ``val_check_interval < 1`` with a validation on the last batch).
+
+        Lightning then ends that epoch on resuming without running a training step of it, so the aggregates are
+        logged again here, through the training step's own ``self.log`` calls (same keys and options) with the
+        checkpointed metric states and Lightning's checkpointed running sums, and its epoch means are the
+        uninterrupted run's exactly. Done in ``on_train_start``, the module's last hook before that epoch end (it gets
+        no ``on_train_epoch_start``): the callbacks' ``on_train_epoch_end`` run before the module's and may read them.
+        """
+        state = self._resumed_epoch
+        loop = self.trainer.fit_loop
+        if state is None or state["epoch"] != self.current_epoch or not loop.epoch_loop._num_ready_batches_reached():
+            return  # no checkpointed aggregates, or training steps of their epoch remain (training_step takes them)
+        saved = self._take_resumed_epoch(state["batches"])  # this rank's, as for the step after the last batch
+        loss = None if saved is None else saved["tensors"].get("training_step.train_loss")
+        if loss is None:
+            return
+        self._restore_metric_states(saved["metrics"])
+        fx, self._current_fx_name = self._current_fx_name, "training_step"
+        try:  # logs the epoch mean (Lightning's step value); its epoch aggregates are then set to the checkpointed sums
+            self._log_stage("train", loss["value"] / loss["cumulated_batch_size"], self.metrics["train_acc"], 1)
+        finally:
+            self._current_fx_name = fx
+        _merge_logged_aggregates(loop.epoch_loop._results, saved["tensors"], replace=True)
+
+    def _restore_metric_states(self, saved: dict[str, dict[str, Any]]) -> None:
+        for attribute, entry in saved.items():
+            metric = self.get_submodule(attribute)
+            for name, value in entry["states"].items():
+                current = getattr(metric, name)
+                setattr(metric, name, value.to(device=current.device, dtype=current.dtype))
+            metric._update_count = int(entry["updates"])
+            metric._computed = None
 
     def _running_epoch_state(self) -> dict[str, Any] | None:
         trainer = self._trainer
@@ -435,23 +472,25 @@ class SNNClassifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def _merge_logged_aggregates(results: Any, saved: dict[str, dict[str, Tensor]]) -> None:
+def _merge_logged_aggregates(results: Any, saved: dict[str, dict[str, Tensor]], *, replace: bool = False) -> None:
     """Adds checkpointed aggregates to Lightning's (``_ResultMetric``: ``value`` and, for means, the
     ``cumulated_batch_size``) after the resumed epoch's first update. ``saved + current`` is the very float sum the
-    uninterrupted run computed at that update, so the epoch's means are equal exactly."""
+    uninterrupted run computed at that update, so the epoch's means are equal exactly. ``replace``: sets them instead
+    (the entries were logged only to create them, and the checkpointed aggregates cover the whole epoch)."""
     for key, state in saved.items():
         result = results.get(key)
         if result is None:  # not logged by this step
             continue
         meta, value = result.meta, state["value"].to(result.value.device)
-        if meta.is_mean_reduction or meta.is_sum_reduction:
+        if replace:
+            result.value = value
+        elif meta.is_mean_reduction or meta.is_sum_reduction:
             result.value = value + result.value
         else:
             result.value = meta.reduce_fx(value, result.value)
         if meta.is_mean_reduction:
-            result.cumulated_batch_size = state["cumulated_batch_size"].to(result.value.device) + (
-                result.cumulated_batch_size
-            )
+            count = state["cumulated_batch_size"].to(result.value.device)
+            result.cumulated_batch_size = count if replace else count + result.cumulated_batch_size
         result._computed = None
 
 

@@ -60,11 +60,14 @@ class Record(Callback):
         self._trained = True
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not self._trained:  # Lightning ends the checkpoint's epoch again when it resumes from its end
+        metrics = trainer.callback_metrics  # computed from the epoch's aggregates on access
+        # Lightning ends the checkpoint's epoch again when it resumes from its end: with no metrics if the checkpoint
+        # was written in on_train_epoch_end, with the checkpointed ones if it was written before (this is the first
+        # epoch end of the process, so the epoch metrics cannot be an earlier epoch's).
+        if not self._trained and "train_loss_epoch" not in metrics:
             self.replayed.append((trainer.current_epoch, trainer.global_step))
             return
         self._trained = False
-        metrics = trainer.callback_metrics  # computed from the epoch's aggregates on access
         epoch = (trainer.global_step, float(metrics["train_loss_epoch"]), float(metrics["train_acc_epoch"]))
         assert trainer.current_epoch not in self.epochs, f"epoch {trainer.current_epoch} ended twice"
         self.epochs[trainer.current_epoch] = epoch
@@ -130,19 +133,24 @@ def checkpoints(root: Path, every: int = 0, at: str = "step") -> ModelCheckpoint
     return ModelCheckpoint(dirpath=root, filename="{step}", save_top_k=-1, save_on_train_epoch_end=at == "epoch_end")
 
 
-def straight_and_resumed(tmp_path: Path, make_data, make_model, steps: int, stop: int, edit=None, val_every: int = 0):
+def straight_and_resumed(
+    tmp_path: Path, make_data, make_model, steps: int, stop: int, edit=None, val_every: int = 0, max_epochs: int = -1
+):
     """Run A (``steps`` uninterrupted) and run C (killed after the checkpoint of step ``stop``, then resumed).
     ``edit`` changes the loaded checkpoint dict in place before C resumes from it. ``val_every``: all three runs
-    validate every that many batches, and B checkpoints after each validation instead of every ``stop`` steps."""
+    validate every that many batches, and B checkpoints after each validation instead of every ``stop`` steps.
+    ``max_epochs`` (with ``steps=-1``): all three runs train that many epochs instead."""
     pl.seed_everything(0, verbose=False)
     a = Record()
     model_a = make_model()
-    trainer(tmp_path / "a", steps, [a], val_every).fit(model_a, datamodule=make_data())
+    trainer(tmp_path / "a", steps, [a], val_every, max_epochs).fit(model_a, datamodule=make_data())
 
     pl.seed_everything(0, verbose=False)
     saver = checkpoints(tmp_path / "b", at="validation") if val_every else checkpoints(tmp_path / "b", every=stop)
     with pytest.raises(Killed):
-        trainer(tmp_path / "b", steps, [KillAt(stop + 1), saver], val_every).fit(make_model(), datamodule=make_data())
+        trainer(tmp_path / "b", steps, [KillAt(stop + 1), saver], val_every, max_epochs).fit(
+            make_model(), datamodule=make_data()
+        )
     ckpt = tmp_path / "b" / f"step={stop}.ckpt"
     assert ckpt.exists(), sorted(p.name for p in (tmp_path / "b").iterdir())
     if edit is not None:
@@ -156,20 +164,25 @@ def straight_and_resumed(tmp_path: Path, make_data, make_model, steps: int, stop
     model_c = make_model()
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*your dataloader is not resumable.*")
-        trainer(tmp_path / "c", steps, [c], val_every).fit(model_c, datamodule=make_data(), ckpt_path=ckpt)
+        trainer(tmp_path / "c", steps, [c], val_every, max_epochs).fit(model_c, datamodule=make_data(), ckpt_path=ckpt)
     return model_a, a, model_c, c
 
 
-def assert_same_run(model_a, a: Record, model_c, c: Record, steps: int, stop: int, epochs: bool = True) -> None:
+def assert_same_run(
+    model_a, a: Record, model_c, c: Record, steps: int, stop: int, epochs: bool = True, ended_at_stop: bool = False
+) -> None:
+    """``ended_at_stop``: the checkpoint was written at the validation after an epoch's last batch, before that
+    epoch's end, so C ends that epoch too (with the checkpointed aggregates of all its batches)."""
     assert sorted(c.loss) == list(range(stop + 1, steps + 1))  # resumed after the checkpoint's step
     for step in c.loss:
         assert torch.equal(a.inputs[step], c.inputs[step]), f"step {step} trained on other data"
         assert a.loss[step] == c.loss[step], step
     # C ends every epoch of A that ends after the checkpoint's step (an epoch whose last batch was the checkpoint's
-    # step was over when C resumed), each at A's step and with A's epoch aggregates. Exactly: the accuracy is a ratio
-    # of integer counts, and the loss mean's running sum gets the same float32 additions in the same order (the
-    # checkpointed sum of the earlier batches, then each later batch's loss * batch size).
-    assert sorted(c.epochs) == [e for e, (end, *_) in sorted(a.epochs.items()) if end > stop]
+    # step was over when C resumed, unless ``ended_at_stop``), each at A's step and with A's epoch aggregates. Exactly:
+    # the accuracy is a ratio of integer counts, and the loss mean's running sum gets the same float32 additions in
+    # the same order (the checkpointed sum of the earlier batches, then each later batch's loss * batch size).
+    ended = [e for e, (end, *_) in sorted(a.epochs.items()) if end > stop or (ended_at_stop and end == stop)]
+    assert sorted(c.epochs) == ended
     if epochs:
         for epoch in c.epochs:
             assert c.epochs[epoch] == a.epochs[epoch], epoch
@@ -370,6 +383,10 @@ def resumed_at_epoch_ends(tmp_path: Path, make_data, make_model, stops: list[int
             model_c, datamodule=make_data(), ckpt_path=ckpt
         )
     assert all(step == stops[-1] for _, step in c.replayed)  # an epoch end repeated on resuming trains nothing
+    # Saved at the validation after the epoch's last batch, the checkpoint comes before the epoch's end: C ends that
+    # epoch with its metrics. Saved in on_train_epoch_end, it comes after: C repeats the epoch end with none (step-based
+    # training) or not at all (epoch-based).
+    assert not (at == "validation_end" and c.replayed)
     return model_a, a, model_c, c
 
 
@@ -390,7 +407,7 @@ def test_xor_fit_resumed_from_an_epoch_end_checkpoint_matches_the_uninterrupted_
     )
     steps = max(runs[1].loss)
     assert steps == (10 if limit == "steps" else 12)
-    assert_same_run(*runs, steps=steps, stop=4)
+    assert_same_run(*runs, steps=steps, stop=4, ended_at_stop=at == "validation_end")
 
 
 @pytest.mark.parametrize(("at", "limit", "num_workers"), EPOCH_END_CASES)
@@ -399,15 +416,34 @@ def test_shd_fit_resumed_from_an_epoch_end_checkpoint_matches_the_uninterrupted_
     runs = resumed_at_epoch_ends(tmp_path, shd_files(tmp_path, num_workers), shd_model, [4], at, **LIMITS[limit])
     steps = max(runs[1].loss)
     assert steps == (10 if limit == "steps" else 12)
-    assert_same_run(*runs, steps=steps, stop=4)
+    assert_same_run(*runs, steps=steps, stop=4, ended_at_stop=at == "validation_end")
 
 
-@pytest.mark.parametrize("at", ["epoch_end", "val_acc"])
+@pytest.mark.parametrize("at", ["epoch_end", "val_acc", "validation_end"])
 def test_xor_fit_resumed_twice_from_epoch_end_checkpoints_matches_the_uninterrupted_run(tmp_path, at):
     """Killed after epoch 0 (step 4), resumed, killed again after epoch 1 (step 8), resumed to step 14: every resume
     from an epoch's end put Lightning's processed count, and the sampler epochs it set, one further ahead."""
     runs = resumed_at_epoch_ends(tmp_path, xor_data, lambda: model(4, 2, 12), [4, 8], at, max_steps=14)
-    assert_same_run(*runs, steps=14, stop=8)
+    assert_same_run(*runs, steps=14, stop=8, ended_at_stop=at == "validation_end")
+
+
+@pytest.mark.parametrize(("stop", "limit"), [(4, "steps"), (8, "steps"), (4, "epochs")])
+def test_xor_checkpoint_after_the_validation_on_an_epochs_last_batch_resumes_that_epochs_metrics(tmp_path, stop, limit):
+    """Validating every 2 of the 4 batches, one validation lands on the epoch's last batch: the checkpoint written
+    after it (step 4 or 8) comes before the epoch's end and holds all the epoch's training aggregates; Lightning ends
+    that epoch on resuming without training a batch of it, and logs the same epoch metrics as the uninterrupted run."""
+    steps, max_epochs = (10, -1) if limit == "steps" else (-1, 3)
+    runs = straight_and_resumed(
+        tmp_path, xor_data, lambda: model(4, 2, 12), steps, stop, val_every=2, max_epochs=max_epochs
+    )
+    state = torch.load(tmp_path / "b" / f"step={stop}.ckpt", weights_only=True)[EPOCH_STATE_KEY]
+    assert (state["epoch"], state["batches"]) == (stop // 4 - 1, 4)
+    saved = state["ranks"][0]
+    assert int(saved["tensors"]["training_step.train_loss"]["cumulated_batch_size"]) == 4 * 4
+    assert int(saved["metrics"]["metrics.train_acc"]["updates"]) == 4
+    c = runs[3]
+    assert c.replayed == [] and min(c.epochs) == stop // 4 - 1
+    assert_same_run(*runs, steps=max(runs[1].loss), stop=stop, ended_at_stop=True)
 
 
 def test_uninterrupted_fits_train_epoch_e_batch_i_at_step_4e_plus_i_plus_1(tmp_path):
