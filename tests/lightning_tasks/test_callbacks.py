@@ -6,13 +6,14 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from matplotlib.image import imread
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from lightning_tasks.callbacks import PlotCallback
 from lightning_tasks.classifier import LayerConfig, SNNClassifier
 from lightning_tasks.data.xor import DelayedXORDataModule, MultiTimescaleXORDataModule
 from norse_dh.plotting import plot_learning_curves, plot_spike_raster, plot_timing_histograms, timing_factors
+from tests.lightning_tasks.test_resume_mid_epoch import KillAt, Killed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -106,19 +107,6 @@ class MemoryLogger(Logger):
 
     def log_metrics(self, metrics, step=None) -> None:
         self.rows.append((step, {k: float(v) for k, v in metrics.items()}))
-
-
-class Killed(RuntimeError):
-    """Stands in for the job being killed."""
-
-
-class KillAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step - 1:
-            raise Killed(f"killed at step {self.step}")
 
 
 @pytest.mark.parametrize("max_steps", [10, -1])
