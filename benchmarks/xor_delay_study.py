@@ -76,6 +76,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     for seed in args.seeds if args.seeds is not None else range(args.main_seeds):
         for delay in sorted(args.delays, reverse=True):
             runs += [(name, delay, seed) for name in (args.models or MAIN)]
+    if args.models:  # an explicit model list runs just those models
+        return runs
     for name in MODELS:
         if name not in MAIN:
             for delay in sorted(args.delays, reverse=True) if args.all_delays else [longest]:
@@ -138,7 +140,7 @@ def main() -> None:
     parser.add_argument("--main-seeds", type=int, default=3)
     parser.add_argument("--other-seeds", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds of the main rows (instead of 0..main-seeds-1)")
-    parser.add_argument("--models", nargs="+", help="main-row models to run (default: both main rows)")
+    parser.add_argument("--models", nargs="+", help="run only these models (default: both main rows, then the rest)")
     parser.add_argument("--all-delays", action="store_true", help="run the other models at every delay too")
     parser.add_argument("--out", type=Path, default=Path("runs/xor_delay_study.jsonl"))
     parser.add_argument("--table-only", action="store_true")
