@@ -224,6 +224,50 @@ void dhlif_fwd(int64_t T, int64_t B, int64_t N, int64_t D, int reset, int has_de
   }
 }
 
+// 64-byte GCC vector types (lowered to whatever the target has): explicit register blocking where the
+// auto-vectoriser chose badly. Element-wise IEEE arithmetic, no contraction (-ffp-contract=off).
+// (Only used inside inlined helpers, so the ABI note GCC gives for 64-byte vectors without AVX-512 is moot.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float vf64b __attribute__((vector_size(64)));
+typedef double vd64b __attribute__((vector_size(64)));
+template <typename S>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef vf64b type;
+};
+template <>
+struct Vec<double> {
+  typedef vd64b type;
+};
+
+// Integer vectors of the same lane count (blend masks).
+typedef int32_t vi64b __attribute__((vector_size(64)));
+typedef int64_t vl64b __attribute__((vector_size(64)));
+template <typename S>
+struct VMask;
+template <>
+struct VMask<float> {
+  typedef vi64b type;
+  typedef int32_t elem;
+};
+template <>
+struct VMask<double> {
+  typedef vl64b type;
+  typedef int64_t elem;
+};
+
+template <typename S>
+__attribute__((always_inline)) inline typename Vec<S>::type vload(const S* p) {
+  typename Vec<S>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename S>
+__attribute__((always_inline)) inline void vstore(S* p, typename Vec<S>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
 // exp(x) for x <= 0 as straight-line arithmetic that the compiler vectorises (glibc's exp is a scalar call):
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, Taylor polynomial (degree 7 in float: relative error < 1e-8;
 // degree 13 in double: < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
@@ -271,7 +315,7 @@ inline double exp_neg(double x) {
 // backward loop (which evaluates it row by row from u, so no (T, B, N) surrogate array is written or read).
 template <typename S>
 struct MG {
-  S kc, cc, ks, cs, s;
+  S kc, cc, ks, cs, s, s2, ys;
   bool side;
   MG(double gamma, double sigma, double height, double scale) {
     const double rt = std::sqrt(2.0 * M_PI);
@@ -282,15 +326,63 @@ struct MG {
     ks = side ? S(gamma * height / (rt * w)) : S(0);
     cs = side ? S(-1.0 / (2.0 * w * w)) : S(0);
     s = S(sigma);
+    s2 = S(sigma * sigma);
+    ys = side ? S(sigma / (w * w)) : S(0);
+  }
+  // 2 cosh(y) for |y| <= 1 from its even Taylor series (truncation below 3e-9 relative in float, 1e-21 in double)
+  static inline S cosh2(S y2) {
+    if constexpr (sizeof(S) == 4) {
+      return S(2) + y2 * (S(1) + y2 * (S(1.0 / 12) + y2 * (S(1.0 / 360) + y2 * (S(1.0 / 20160) + y2 * S(1.0 / 1814400)))));
+    } else {
+      const double c[] = {2.0 / 3628800.0 / 11.0 / 12.0 / 13.0 / 14.0 / 15.0 / 16.0 / 17.0 / 18.0 / 19.0 / 20.0,
+                          2.0 / 3628800.0 / 11.0 / 12.0 / 13.0 / 14.0 / 15.0 / 16.0 / 17.0 / 18.0,
+                          2.0 / 3628800.0 / 11.0 / 12.0 / 13.0 / 14.0 / 15.0 / 16.0,
+                          2.0 / 3628800.0 / 11.0 / 12.0 / 13.0 / 14.0,
+                          2.0 / 3628800.0 / 11.0 / 12.0,
+                          2.0 / 3628800.0,
+                          2.0 / 40320.0,
+                          2.0 / 720.0,
+                          2.0 / 24.0,
+                          1.0,
+                          2.0};
+      double p = c[0];
+      for (int i = 1; i < 11; ++i) p = p * y2 + c[i];
+      return p;
+    }
   }
   // sd[k] = surrogate at x[k], k < n
   void row(int64_t n, const S* __restrict x, S* __restrict sd) const {
     if (!side) {
       for (int64_t k = 0; k < n; ++k) sd[k] = kc * exp_neg(cc * x[k] * x[k]);
-    } else {
-      for (int64_t k = 0; k < n; ++k) {
-        const S xp = x[k] - s, xm = x[k] + s;
-        sd[k] = kc * exp_neg(cc * x[k] * x[k]) - ks * (exp_neg(cs * xp * xp) + exp_neg(cs * xm * xm));
+      return;
+    }
+    // The side lobes sum to exp(cs (x^2 + s^2)) * 2 cosh(x s / w^2): two exponentials instead of three. Per block
+    // of 512 values, if all |x s / w^2| <= 1 (|x| <= 18 with the default parameters) 2 cosh is a short series;
+    // otherwise the block takes the three exponentials.
+    typedef typename Vec<S>::type V;
+    constexpr int64_t L = sizeof(V) / sizeof(S);
+    for (int64_t k0 = 0; k0 < n; k0 += 512) {
+      const int64_t k1 = std::min(n, k0 + 512);
+      V m = V{};
+      int64_t k = k0;
+      for (; k + L <= k1; k += L) {
+        const V v = vload(x + k);
+        const V a = v < S(0) ? -v : v;
+        m = a > m ? a : m;
+      }
+      S mx = S(0);
+      for (int64_t l = 0; l < L; ++l) mx = m[l] > mx ? m[l] : mx;
+      for (; k < k1; ++k) mx = std::abs(x[k]) > mx ? std::abs(x[k]) : mx;
+      if (mx * ys <= S(1)) {
+        for (k = k0; k < k1; ++k) {
+          const S xk = x[k], y = xk * ys;
+          sd[k] = kc * exp_neg(cc * xk * xk) - ks * (exp_neg(cs * (xk * xk + s2)) * cosh2(y * y));
+        }
+      } else {
+        for (k = k0; k < k1; ++k) {
+          const S xp = x[k] - s, xm = x[k] + s;
+          sd[k] = kc * exp_neg(cc * x[k] * x[k]) - ks * (exp_neg(cs * xp * xp) + exp_neg(cs * xm * xm));
+        }
       }
     }
   }
@@ -510,34 +602,6 @@ void ev_rows_wgrad(int64_t R, int64_t M, int64_t P, const int64_t* rowptr, const
 // neither the branch currents nor the (T, B, N*D) input gradient reach memory.
 // ---------------------------------------------------------------------------------------------------------------
 
-// 64-byte GCC vector types (lowered to whatever the target has): explicit register blocking where the
-// auto-vectoriser chose badly. Element-wise IEEE arithmetic, no contraction (-ffp-contract=off).
-// (Only used inside inlined helpers, so the ABI note GCC gives for 64-byte vectors without AVX-512 is moot.)
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float vf64b __attribute__((vector_size(64)));
-typedef double vd64b __attribute__((vector_size(64)));
-template <typename S>
-struct Vec;
-template <>
-struct Vec<float> {
-  typedef vf64b type;
-};
-template <>
-struct Vec<double> {
-  typedef vd64b type;
-};
-
-template <typename S>
-__attribute__((always_inline)) inline typename Vec<S>::type vload(const S* p) {
-  typename Vec<S>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <typename S>
-__attribute__((always_inline)) inline void vstore(S* p, typename Vec<S>::type v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-
 // o[0..P) += v * w[0..P), in vector blocks (the same per-element arithmetic as a scalar loop).
 template <typename S>
 inline void axpy_row(int64_t P, S v, const S* __restrict w, S* __restrict o) {
@@ -547,18 +611,113 @@ inline void axpy_row(int64_t P, S v, const S* __restrict w, S* __restrict o) {
   for (; j < P; ++j) o[j] += v * w[j];
 }
 
-// Projection of the nb consecutive rows r0.. of one tile step: out (nb*P) = bias + events, one flat loop over the
-// tile's events (each event knows its row) instead of one short loop per row, whose data-dependent
-// trip counts cost branch mispredictions (measured: no difference here). Per output the sum order is that of
-// ev_rows_fwd, so the sums are bit-identical to the unfused event projection.
+// Projection of the nb consecutive rows r0.. of one tile step: out (nb*P) = bias + events. Each row's outputs are
+// accumulated in registers, blocks of up to 4 vectors, over the row's events and stored once (adding into the
+// output row in memory made every event's load wait for the previous event's store). Per output the sum order is
+// that of ev_rows_fwd (bias, then the row's events in CSR order), so the sums are bit-identical to the unfused
+// event projection.
+template <int NV, typename S>
+__attribute__((always_inline)) inline void event_row_block(int64_t P, int64_t k0, int64_t k1,
+                                                           const int32_t* __restrict cols, const S* __restrict vals,
+                                                           const S* __restrict wt, const S* __restrict bias,
+                                                           S* __restrict o) {
+  typedef typename Vec<S>::type V;
+  constexpr int64_t L = sizeof(V) / sizeof(S);
+  V acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = bias ? vload(bias + v * L) : V{};
+  for (int64_t k = k0; k < k1; ++k) {
+    const S x = vals[k];
+    const S* __restrict w = wt + int64_t(cols[k]) * P;
+    for (int v = 0; v < NV; ++v) acc[v] += x * vload(w + v * L);
+  }
+  for (int v = 0; v < NV; ++v) vstore(o + v * L, acc[v]);
+}
+
+// The same for rows with few events (mean < FLAT_EVENTS): the loop over a row's events above ends at a
+// data-dependent count, a branch misprediction per row that cost more than the row's 2-4 events. Here one flat
+// loop over the tile step's events keeps the running sums in registers without branches: at an event that starts
+// a row the sums restart from the bias (a blend), and after each event the row's partial sums are stored (stores
+// to the same row in a row need no load, so there is no store-to-load chain). Rows without events keep the bias
+// written first. Same per-output sum order (bias, then the events in CSR order): bit-identical.
+template <int NV, typename S>
+__attribute__((always_inline)) inline void event_flat_block(int64_t P, int64_t r0, int64_t nb, int64_t k0, int64_t k1,
+                                                            const int32_t* __restrict rows,
+                                                            const int32_t* __restrict cols, const S* __restrict vals,
+                                                            const S* __restrict wt, const S* __restrict bias,
+                                                            S* __restrict out) {
+  typedef typename Vec<S>::type V;
+  typedef typename VMask<S>::type VM;
+  constexpr int64_t L = sizeof(V) / sizeof(S);
+  V bv[NV], acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = bv[v] = bias ? vload(bias + v * L) : V{};
+  for (int64_t r = 0; r < nb; ++r)
+    for (int v = 0; v < NV; ++v) vstore(out + r * P + v * L, bv[v]);
+  int32_t prev = -1;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int32_t r = rows[k];
+    const VM keep = VM{} + typename VMask<S>::elem(r == prev ? -1 : 0);  // all ones: the row goes on
+    prev = r;
+    const S x = vals[k];
+    const S* __restrict w = wt + int64_t(cols[k]) * P;
+    S* __restrict o = out + int64_t(r - r0) * P;
+    for (int v = 0; v < NV; ++v) {
+      acc[v] = (keep ? acc[v] : bv[v]) + x * vload(w + v * L);
+      vstore(o + v * L, acc[v]);
+    }
+  }
+}
+
+// Rows of the tile step with at least this many events on average take the per-row loop (event_row_block).
+constexpr int64_t FLAT_EVENTS = 8;
+
 template <typename S>
 inline void event_tile(int64_t P, int64_t r0, int64_t nb, const int64_t* rowptr, const int32_t* __restrict rows,
                        const int32_t* __restrict cols, const S* __restrict vals, const S* __restrict wt,
                        const S* __restrict bias, S* __restrict out) {
-  for (int64_t r = 0; r < nb; ++r)
-    for (int64_t j = 0; j < P; ++j) out[r * P + j] = bias ? bias[j] : S(0);
-  for (int64_t k = rowptr[r0]; k < rowptr[r0 + nb]; ++k)
-    axpy_row(P, vals[k], wt + int64_t(cols[k]) * P, out + (rows[k] - r0) * P);
+  constexpr int64_t L = sizeof(typename Vec<S>::type) / sizeof(S);
+  const int64_t nv = P / L, tail = nv * L;
+  const int64_t k0 = rowptr[r0], k1 = rowptr[r0 + nb];
+  if (k1 - k0 < FLAT_EVENTS * nb) {
+    int64_t v = 0;
+    for (; v + 4 <= nv; v += 4)
+      event_flat_block<4>(P, r0, nb, k0, k1, rows, cols, vals, wt + v * L, bias ? bias + v * L : nullptr, out + v * L);
+#define NORSE_DH_FB(NVC) \
+  event_flat_block<NVC>(P, r0, nb, k0, k1, rows, cols, vals, wt + v * L, bias ? bias + v * L : nullptr, out + v * L)
+    switch (nv - v) {
+      case 3: NORSE_DH_FB(3); break;
+      case 2: NORSE_DH_FB(2); break;
+      case 1: NORSE_DH_FB(1); break;
+      default: break;
+    }
+#undef NORSE_DH_FB
+  } else {
+    for (int64_t r = 0; r < nb; ++r) {
+      const int64_t a = rowptr[r0 + r], b = rowptr[r0 + r + 1];
+      S* __restrict o = out + r * P;
+      int64_t v = 0;
+      for (; v + 4 <= nv; v += 4)
+        event_row_block<4>(P, a, b, cols, vals, wt + v * L, bias ? bias + v * L : nullptr, o + v * L);
+#define NORSE_DH_RB(NVC) event_row_block<NVC>(P, a, b, cols, vals, wt + v * L, bias ? bias + v * L : nullptr, o + v * L)
+      switch (nv - v) {
+        case 3: NORSE_DH_RB(3); break;
+        case 2: NORSE_DH_RB(2); break;
+        case 1: NORSE_DH_RB(1); break;
+        default: break;
+      }
+#undef NORSE_DH_RB
+    }
+  }
+  if (tail < P) {  // the last P % L outputs (P not a multiple of the vector length), per row
+    for (int64_t r = 0; r < nb; ++r) {
+      S* __restrict o = out + r * P;
+      for (int64_t j = tail; j < P; ++j) o[j] = bias ? bias[j] : S(0);
+      for (int64_t k = rowptr[r0 + r]; k < rowptr[r0 + r + 1]; ++k) {
+        const S x = vals[k];
+        const S* __restrict w = wt + int64_t(cols[k]) * P;
+        for (int64_t j = tail; j < P; ++j) o[j] += x * w[j];
+      }
+    }
+  }
 }
 
 // Weight gradient of the same rows: gwt[m, :] += v * g[row, :] per event.
@@ -663,6 +822,12 @@ void tile_bwd_any(int64_t D, int64_t nb, int64_t N, const S* sd, const S* q, con
 #undef NORSE_DH_TB
 }
 
+// Software prefetch of [p, p + bytes) into L2.
+inline void prefetch_l2(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
+}
+
 // Per-neuron factors replicated over Bc rows (see tile_fwd).
 template <typename S>
 struct Replicated {
@@ -684,8 +849,10 @@ struct Replicated {
   }
 };
 
-// Tiles of Bc batch rows run all their T steps before the next tile (the rows are independent), so a tile's state
-// and its recompute buffer stay in cache; checkpoints are taken every K steps.
+// Per step, tiles of Bc batch rows in turn (the rows are independent), so one tile step's arrays stay in L1 and the
+// big (T, B, ...) arrays are walked in memory order (a tile running all its steps first jumped B*N values per step,
+// measured 10 % slower at SHD); checkpoints are taken every K steps. The backward runs the chunks of K steps in
+// reverse, and within a chunk the tiles in turn, each re-running its forward into an L2-sized buffer.
 template <int RESET, typename S>
 void dhsfnn_fwd_t(int64_t T, int64_t B, int64_t N, int64_t D, int64_t K, int64_t Bc, const int64_t* rowptr,
                   const int32_t* rows, const int32_t* cols, const S* vals, const S* wt, const S* bias, const S* a, const S* b,
@@ -697,9 +864,9 @@ void dhsfnn_fwd_t(int64_t T, int64_t B, int64_t N, int64_t D, int64_t K, int64_t
   std::vector<S> I(Bc * ND), C(Bc * N);
   std::memcpy(i_T, i0, sizeof(S) * BND);
   std::memcpy(u_T, u0, sizeof(S) * BN);
-  for (int64_t b0 = 0; b0 < B; b0 += Bc) {
-    const int64_t b1 = std::min(B, b0 + Bc), nb = b1 - b0;
-    for (int64_t t = 0; t < T; ++t) {
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t b0 = 0; b0 < B; b0 += Bc) {
+      const int64_t nb = std::min(B, b0 + Bc) - b0;
       if (i_ck && t % K == 0) {  // checkpoint of the tile's state entering chunk t / K
         std::memcpy(i_ck + (t / K) * BND + b0 * ND, i_T + b0 * ND, sizeof(S) * nb * ND);
         std::memcpy(u_ck + (t / K) * BN + b0 * N, u_T + b0 * N, sizeof(S) * nb * N);
@@ -744,10 +911,31 @@ void dhsfnn_bwd_t(int64_t T, int64_t B, int64_t M, int64_t N, int64_t D, int64_t
   if (gwt) std::memset(gwt, 0, sizeof(S) * M * ND);
   if (gbias) std::fill(gbias, gbias + ND, 0.0);
   const int64_t chunks = (T + K - 1) / K;
-  for (int64_t b0 = 0; b0 < B; b0 += Bc) {
-    const int64_t b1 = std::min(B, b0 + Bc), nb = b1 - b0;
-    for (int64_t c = chunks - 1; c >= 0; --c) {
-      const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+  for (int64_t c = chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+    for (int64_t b0 = 0; b0 < B; b0 += Bc) {
+      const int64_t nb = std::min(B, b0 + Bc) - b0;
+      {  // prefetch (to L2) what the next (chunk, tile) reads from the big arrays: the jumps between their pieces
+         // defeat the hardware prefetcher (measured: loads of z and dL/dz stalled the loop)
+        int64_t cn = c, bn = b0 + Bc;
+        if (bn >= B) bn = 0, --cn;
+        if (cn >= 0) {
+          const int64_t u0n = cn * K, u1n = std::min(T, u0n + K), nbn = std::min(B, bn + Bc) - bn;
+          for (int64_t t = u0n; t < u1n; ++t) {
+            if (t > 0) prefetch_l2(z + (t - 1) * BN + bn * N, nbn * N * sizeof(S));
+            if (gz) prefetch_l2(gz + t * BN + bn * N, nbn * N * sizeof(S));
+            if (stored) {
+              prefetch_l2(e_all + (t * B + bn) * ND, nbn * ND * sizeof(S));
+              prefetch_l2(sd_all + (t * B + bn) * N, nbn * N * sizeof(S));
+              prefetch_l2(q_all + (t * B + bn) * N, nbn * N * sizeof(S));
+            }
+            const int64_t k0 = rowptr[t * B + bn], k1 = rowptr[t * B + bn + nbn];
+            prefetch_l2(cols + k0, (k1 - k0) * sizeof(int32_t));
+            prefetch_l2(rows + k0, (k1 - k0) * sizeof(int32_t));
+            prefetch_l2(vals + k0, (k1 - k0) * sizeof(S));
+          }
+        }
+      }
       if (!stored) {
         std::memcpy(ib.data(), i_ck + c * BND + b0 * ND, sizeof(S) * nb * ND);
         std::memcpy(ub.data(), u_ck + c * BN + b0 * N, sizeof(S) * nb * N);

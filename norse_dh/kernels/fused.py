@@ -4,25 +4,31 @@ For a feed-forward DH-LIF layer with sparse (event) input and the multi-Gaussian
 projection + loop of :func:`norse_dh.kernels.project` / :func:`norse_dh.kernels.dhlif_loop` streams several
 ``(T, B, N*D)`` arrays through memory (the projection output ``I``, the branch currents ``i`` kept for the backward,
 the gradient ``dI`` and its re-read by the weight-gradient kernel) and makes several passes. Here instead
-(``_loops.cpp``, ``dhsfnn_fwd`` / ``dhsfnn_bwd``), tiles of ``Bc`` batch rows run all their steps in turn:
+(``_loops.cpp``, ``dhsfnn_fwd`` / ``dhsfnn_bwd``), per step, tiles of ``Bc`` batch rows (one tile step's arrays
+L1-sized) run in turn:
 
 - forward: each tile step's projection is built from the input's events (CSR with row indices, made once by the
-  AVX-512 scan) in cache and consumed at once by flat, vectorised dendrite/soma loops over the tile; training also
-  writes what the adjoint reads: ``e = i[t-1] - I[t]``, the surrogate at ``u[t] - theta``, ``u[t-1] - c[t]``
-  (``store``, default), or only a state checkpoint every ``K`` steps (``NORSE_DH_FUSED_RECOMPUTE=1``: the backward
-  then re-runs each chunk's forward, bit-identical, into a cache-sized buffer; less memory, measured 1.0x (delayed
-  XOR) to 1.3x (SHD) slower);
+  AVX-512 scan) with each row's sums held in registers (bias, then the events in CSR order) and consumed at once by
+  flat, vectorised dendrite/soma loops over the tile. Training also keeps what the adjoint reads, either all of it
+  (``store``: ``e = i[t-1] - I[t]``, the surrogate at ``u[t] - theta``, ``u[t-1] - c[t]``) or only a state
+  checkpoint every ``K`` steps (``recompute``: the backward re-runs each chunk's forward, bit-identical, into an
+  L2-sized buffer; about 5x less memory). :func:`store_mode` picks per call: recompute where the repeated projection
+  is cheap relative to the stored values (few events per row: the delayed-XOR shape, SHD 1 %), store otherwise;
+  ``NORSE_DH_FUSED_RECOMPUTE=1`` / ``=0`` forces one. Without grad mode nothing of this is kept;
 - backward: the adjoint recursion of :mod:`norse_dh.kernels.loop` per tile step, with each row's ``dI`` added
   straight into the weight and bias gradients through the row's events (float partial sums per tile, flushed to
   double accumulators per chunk). ``dI`` is written out only when the input needs a gradient (``dx = dI @ W``, one
-  GEMM).
+  GEMM). The multi-Gaussian surrogate takes two exponentials (side lobes as ``exp(cs (x^2 + s^2)) 2 cosh(x s / w^2)``
+  with a short cosh series where ``|x s / w^2| <= 1``).
 
-The recursion and operation order are those of the unfused path: the forward is bit-identical to
-:func:`norse_dh.functional.dhlif.dhlif_step` on the event path and the gradients equal the step-by-step cell's,
-tested in ``tests/norse_dh/test_kernels.py``. Measured (1 thread, shared 2-core machine, ``bench_dhsnn.py``): delayed
-XOR shape (B=500, T=100, 40->16x2, 10 %) 6.3-9.1x over the per-step reference (unfused path: 6.5-7.2x; the step is
-now spread over the event scan 0.5 ms, forward 2.5-4 ms, backward 3-3.5 ms, loss and glue ~1.5 ms); SHD 5 % shape
-0.39x the dense floor (unfused: 0.47x) with less memory (51 vs 56 MB).
+The recursion and operation order are those of the unfused path: the forward is bit-identical to the unfused event
+projection + :func:`norse_dh.functional.dhlif.dhlif_step` and the gradients equal the step-by-step cell's, tested in
+``tests/norse_dh/test_kernels.py``. Measured (1 thread, shared 2-core machine, ``bench_dhsnn.py --reps 5``, process
+CPU time, ms per training step, before -> after this version): delayed XOR (B=500, T=100, 40->16x2, 10 %)
+10.9 -> 8.0 (7.9x the per-step reference; the issue's 10x is not reached: the event scan ~0.8 ms, forward ~2 ms,
+backward with recompute ~4 ms, the bench's loss and glue ~1 ms remain), 22 -> 11 MB; SHD 5 % 52.7 -> 45.6 (0.34x the
+dense floor), SHD 1 % 23.4 -> 20.7 (29 instead of 51 MB), grouped 5 % 44.3 -> 33.3; forward only (no grad) SHD 5 %
+22.3 -> 11.1.
 """
 
 from __future__ import annotations
@@ -40,20 +46,39 @@ from norse_dh.kernels import projection as _projection
 from norse_dh.kernels.loop import DTYPES, RESET_CODES, _vth_vector
 
 # Bytes of the recompute buffer of one (tile, chunk) (i[t-1] - I[t], surrogate, u[t-1] - c[t] of its rows): L2-sized.
-CHUNK_BYTES = int(os.environ.get("NORSE_DH_CHUNK_BYTES", 128 * 1024))
-# Training keeps the adjoint's inputs (store, default) or state checkpoints every K steps, re-running the forward per
-# chunk in the backward (recompute: about 5x less memory for this layer, measured 1.0-1.3x slower).
-STORE = os.environ.get("NORSE_DH_FUSED_RECOMPUTE", "0") != "1"
+CHUNK_BYTES = int(os.environ.get("NORSE_DH_CHUNK_BYTES", 192 * 1024))
+# Bytes of the arrays one tile step works on (branch input, currents and their factors, soma values): L1-sized.
+TILE_BYTES = int(os.environ.get("NORSE_DH_TILE_BYTES", 32 * 1024))
+# Training keeps the adjoint's inputs (store) or state checkpoints every K steps, re-running the forward per chunk in
+# the backward (recompute: about 5x less memory for this layer). None chooses per call (:func:`store_mode`);
+# NORSE_DH_FUSED_RECOMPUTE=1 / =0 forces recompute / store.
+_ENV = os.environ.get("NORSE_DH_FUSED_RECOMPUTE")
+STORE: bool | None = None if _ENV not in ("0", "1") else _ENV == "0"
+# Recompute when the projection work it repeats (events x N*D multiply-adds) is at most this many times the values
+# that storing writes and reads back (N*D + 3N per row and step). Measured (1 thread, per training step, the two
+# modes interleaved): recompute 10-13 % faster at the delayed-XOR shape (ratio 1.6), equal at SHD 1 % (ratio 4, with
+# 5x less memory), equal to 10 % slower at SHD 5 % random / grouped (ratio 20).
+RECOMPUTE_RATIO = 8.0
 
 
 def _p(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def store_mode(nnz: int, rows: int, N: int, D: int) -> bool:
+    """Whether training stores the adjoint's inputs (True) or recomputes them per chunk in the backward (False)."""
+    if STORE is not None:
+        return STORE
+    return nnz * N * D > RECOMPUTE_RATIO * rows * (N * D + 3 * N)
+
+
 def tiling(T: int, B: int, N: int, D: int, itemsize: int) -> tuple[int, int]:
-    """``(K, Bc)``: checkpoint every K steps, tiles of Bc batch rows, K * Bc rows filling :data:`CHUNK_BYTES`."""
+    """``(K, Bc)``: tiles of Bc batch rows whose step fits :data:`TILE_BYTES`, checkpoints every K steps with K * Bc
+    rows filling :data:`CHUNK_BYTES`. Measured against the former fixed K = 4 (K * Bc rows in 128 kB): delayed-XOR
+    training step 8 % faster in recompute mode (K = 19, Bc = 32 instead of K = 4, Bc = 102), SHD unchanged within
+    noise (K = 21, Bc = 5)."""
     rows = max(1, CHUNK_BYTES // ((N * D + 3 * N) * itemsize))
-    bc = min(B, max(1, rows // 4))
+    bc = min(B, rows, max(1, TILE_BYTES // ((4 * N * D + 8 * N) * itemsize)))
     return max(1, min(T, rows // bc)), bc
 
 
@@ -69,10 +94,12 @@ class _FusedDHSFNN(torch.autograd.Function):
         bias_c = bias.contiguous() if bias is not None else None
         a_c, b_c, vth_c = a.contiguous(), b.contiguous(), vth.contiguous()
         i0_c, u0_c, z0_c = i0.contiguous(), u0.contiguous(), z0.contiguous()
-        train = any(ctx.needs_input_grad)
+        # needs_input_grad reflects the inputs' requires_grad, not the grad mode: under no_grad it can be True while
+        # no backward will ever run, so the caller decides (cfg["train"]) and nothing for the adjoint is kept then
+        train = cfg["train"] and any(ctx.needs_input_grad)
         K, Bc = tiling(T, B, N, D, x2.element_size())
         opts = dict(dtype=x2.dtype, device=x2.device)
-        store = train and STORE
+        store = train and store_mode(cols.numel(), T * B, N, D)
         chunks = -(-T // K)
         i_ck = torch.empty((chunks, B, N, D), **opts) if train and not store else None
         u_ck = torch.empty((chunks, B, N), **opts) if train and not store else None
@@ -170,6 +197,8 @@ def dhsfnn_sequence(
     if events is None:
         return None
     w_eff = (weight * mask if mask is not None else weight)[:, :M]
-    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B}
     vth = _vth_vector(v_th, soma_decay, soma_decay.shape[0])
-    return _FusedDHSFNN.apply(x2, w_eff, bias, dend_decay, soma_decay, vth, i0, u0, z0, events, cfg)
+    inputs = (x2, w_eff, bias, dend_decay, soma_decay, vth, i0, u0, z0)
+    train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B, "train": train}
+    return _FusedDHSFNN.apply(*inputs, events, cfg)

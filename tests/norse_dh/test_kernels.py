@@ -395,16 +395,19 @@ def test_mg_surrogate_kernel_matches_functional(height, dtype):
     from norse_dh.functional.surrogate import multi_gaussian_grad
     from norse_dh.kernels.loop import DTYPES
 
-    u = torch.linspace(-40.0, 40.0, 40000, dtype=dtype).reshape(-1, 5)
-    vth = torch.tensor([0.0, 0.5, 1.0, -1.0, 3.0], dtype=dtype)
-    x = (u - vth).contiguous()
-    sd = torch.empty_like(x)
-    getattr(build.load(), f"mg_surrogate_{DTYPES[dtype]}")(
-        x.numel(), x.data_ptr(), 0.5, 0.5, height, 6.0, sd.data_ptr()
-    )
-    ref = multi_gaussian_grad(u - vth, MultiGaussianParameters(0.5, 0.5, height, 6.0))
-    tol = 1e-6 if dtype == torch.float32 else 1e-14
-    assert float((sd - ref).abs().max()) <= tol * float(ref.abs().max())
+    # |u| <= 4: every block takes the two-exponential form with the cosh series (|x s / w^2| <= 1); |u| <= 40: far
+    # tails, blocks of either form
+    for lim in (4.0, 40.0):
+        u = torch.linspace(-lim, lim, 40000, dtype=dtype).reshape(-1, 5)
+        vth = torch.tensor([0.0, 0.5, 1.0, -1.0, 3.0], dtype=dtype)
+        x = (u - vth).contiguous()
+        sd = torch.empty_like(x)
+        getattr(build.load(), f"mg_surrogate_{DTYPES[dtype]}")(
+            x.numel(), x.data_ptr(), 0.5, 0.5, height, 6.0, sd.data_ptr()
+        )
+        ref = multi_gaussian_grad(u - vth, MultiGaussianParameters(0.5, 0.5, height, 6.0))
+        tol = 1e-6 if dtype == torch.float32 else 1e-14
+        assert float((sd - ref).abs().max()) <= tol * float(ref.abs().max())
 
 
 def test_mixed_dtypes_and_shapes_are_rejected_or_fall_back():
@@ -427,9 +430,11 @@ def test_fused_dhsfnn_store_and_recompute_match_cell(reset, branches, monkeypatc
     gradients (float64, 1e-5), and the two modes agree bit for bit."""
     from norse_dh.kernels import fused
 
-    monkeypatch.setattr(fused, "CHUNK_BYTES", 600)  # tiles of a few rows, checkpoints every few steps
+    monkeypatch.setattr(fused, "CHUNK_BYTES", 1600)  # tiles of a few rows, checkpoints every few steps
+    monkeypatch.setattr(fused, "TILE_BYTES", 1100)
     T, B, M, N = 11, 7, 9, 4
-    assert fused.tiling(T, B, N, branches, 8)[1] < B
+    K, Bc = fused.tiling(T, B, N, branches, 8)
+    assert Bc < B and 1 < K < T and (T % K, B % Bc) != (0, 0)  # partial last chunk or tile
     kw = dict(reset=reset, v_th=0.3, soma_tau_init="small", seed=5, mask_seed=5)
     seq, cell = DHLIF(M, N, branches, **kw).double(), DHLIFCell(M, N, branches, **kw).double()
     _drive(seq, 8.0)
@@ -505,3 +510,103 @@ def test_build_falls_back_to_portable_flags(monkeypatch, tmp_path):
         monkeypatch.undo()
         build._reset_for_tests()
     assert kernels_available()
+
+
+class _SpyLib:
+    """The kernel library with the fused forward's buffer arguments recorded (which adjoint inputs it writes)."""
+
+    def __init__(self, lib) -> None:
+        self.lib, self.calls = lib, []
+
+    def __getattr__(self, name):
+        fn = getattr(self.lib, name)
+        if not name.startswith("dhsfnn_fwd"):
+            return fn
+
+        def spy(*args):
+            # (..., i_ck, u_ck, e_all, sd_all, q_all, up_all, i_T, u_T, z): checkpoints / stored adjoint inputs
+            self.calls.append({"checkpoints": args[20] is not None, "stored": args[22] is not None})
+            return fn(*args)
+
+        return spy
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_dhsfnn_no_grad_writes_nothing_for_the_backward(monkeypatch, dtype):
+    """Under no_grad (parameters still requiring gradients) the fused forward keeps neither checkpoints nor the
+    adjoint's inputs and records no graph; spikes and final states equal those of the training forward."""
+    seq = DHLIF(20, 8, 2, v_th=0.2, seed=3).to(dtype)
+    _drive(seq, 3.0)
+    x = _inputs(30, 6, 20, 0.1, 2, dtype=dtype)
+    spy = _SpyLib(build.load())
+    monkeypatch.setitem(build._state, "lib", spy)
+    z_train, s_train = seq(x)
+    with torch.no_grad():
+        z_inf, s_inf = seq(x)
+    assert "FusedDHSFNN" in type(z_train.grad_fn).__name__ and z_inf.grad_fn is None
+    assert len(spy.calls) == 2
+    assert spy.calls[0]["checkpoints"] or spy.calls[0]["stored"]  # training keeps one or the other
+    assert spy.calls[1] == {"checkpoints": False, "stored": False}
+    assert float(z_inf.mean()) > 0.01 and torch.equal(z_train, z_inf)
+    for a, b in zip(s_train, s_inf):
+        assert torch.equal(a, b)
+
+
+def test_fused_dhsfnn_store_rule(monkeypatch):
+    """Per call, recompute where the repeated projection is cheap relative to the stored values (few events per
+    row), store otherwise; STORE overrides; both choices give the same gradients (bit for bit)."""
+    from norse_dh.kernels import fused
+
+    monkeypatch.setattr(fused, "STORE", None)
+    # delayed-XOR shape (4 events per row, 32 outputs): recompute; SHD 5 % (35 events per row, 256 outputs): store
+    assert not fused.store_mode(200_000, 50_000, 16, 2)
+    assert fused.store_mode(560_000, 16_000, 64, 4)
+    monkeypatch.setattr(fused, "STORE", True)
+    assert fused.store_mode(200_000, 50_000, 16, 2)
+    monkeypatch.setattr(fused, "STORE", False)
+    assert not fused.store_mode(560_000, 16_000, 64, 4)
+    monkeypatch.setattr(fused, "STORE", None)
+    spy = _SpyLib(build.load())
+    monkeypatch.setitem(build._state, "lib", spy)
+    grads = {}
+    for M, density, expect_store in ((12, 0.05, False), (140, 0.13, True)):  # 0.6 / 18 events per row
+        seq = DHLIF(M, 8, 4, v_th=0.3, seed=4).double()
+        _drive(seq, 3.0)
+        x = _inputs(12, 5, M, density, 5)
+        for store in (None, not expect_store):
+            monkeypatch.setattr(fused, "STORE", store)
+            seq.zero_grad(set_to_none=True)
+            z, _ = seq(x)
+            (z * torch.linspace(-1, 1, z.numel(), dtype=z.dtype).view_as(z)).sum().backward()
+            assert spy.calls[-1]["stored"] == (expect_store if store is None else store)
+            grads[store] = {n: p.grad.clone() for n, p in seq.named_parameters()}
+        for n, g in grads[None].items():
+            assert torch.equal(g, grads[not expect_store][n]), n
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("M, density", [(30, 0.1), (120, 0.12)])  # 3 / 14 events per row: flat / per-row loop
+def test_fused_event_projection_bit_identical_to_event_path(dtype, M, density):
+    """The fused forward (event projection accumulated in registers, flat or per-row; 36 outputs per row: vector
+    blocks plus a scalar tail) gives bit for bit the spikes and final states of the unfused event projection followed
+    by the loop kernel (same per-output summation order)."""
+    N, D, T, B = 12, 3, 25, 9
+    torch.manual_seed(7)
+    seq = DHLIF(M, N, D, v_th=0.1, seed=7).to(dtype)
+    _drive(seq, 5.0)
+    with torch.no_grad():
+        bias = seq.dendrites.bias  # a non-zero bias starts every output's sum
+        bias.copy_(torch.rand(bias.shape, generator=torch.Generator().manual_seed(9), dtype=dtype) * 0.2 - 0.1)
+        x = _inputs(T, B, M, density, 8, dtype=dtype)
+        z, state = seq(x)
+        d, p = seq.dendrites, seq.dhlif_parameters()
+        ff, used = project(x, d.weight, d.bias, plan_for(d.mask, M, D), mask=d.mask, branches=D, path="events")
+        assert used == "events"
+        zeros = torch.zeros(B, N, dtype=dtype)
+        sp = p.soma
+        z_ref, i_ref, u_ref, _ = dhlif_loop(
+            ff.unflatten(-1, (N, D)), p.dend_decay, sp.soma_decay, sp.v_th, torch.zeros(B, N, D, dtype=dtype),
+            zeros, zeros, reset=sp.reset, method=sp.method, alpha=sp.alpha, mg=sp.mg,
+        )  # fmt: skip
+    assert float(z_ref.mean()) > 0.01
+    assert torch.equal(z, z_ref) and torch.equal(state.i, i_ref) and torch.equal(state.u, u_ref)
