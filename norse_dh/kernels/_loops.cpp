@@ -269,8 +269,8 @@ __attribute__((always_inline)) inline void vstore(S* p, typename Vec<S>::type v)
 }
 
 // exp(x) for x <= 0 as straight-line arithmetic that the compiler vectorises (glibc's exp is a scalar call):
-// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, Taylor polynomial (degree 7 in float: relative error < 1e-8;
-// degree 13 in double: < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
+// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, polynomial (float: minimax degree 6, relative error < 2e-7;
+// double: Taylor degree 13, < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
 // (double) are returned as exactly 0, so that no denormal ever enters the backward loop.
 inline float exp_neg(float x) {
   const bool tiny = x < -80.0f;  // result below ~1e-35: return exactly 0 (denormal products are ~100x slower)
@@ -278,12 +278,14 @@ inline float exp_neg(float x) {
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (x * 1.44269504088896341f + shifter) - shifter;
   const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
+  // degree-6 minimax polynomial of exp on |r| <= ln2/2 (Lawson-weighted fit of the relative error, coefficients
+  // rounded to float): 1.9e-9 relative before rounding, < 1e-7 evaluated in float (the degree-7 Taylor polynomial
+  // it replaced took two more operations for the same float accuracy)
+  float p = 0x1.6ab928p-10f;
+  p = p * r + 0x1.126d64p-7f;
+  p = p * r + 0x1.55589cp-5f;
+  p = p * r + 0x1.55540ap-3f;
+  p = p * r + 0x1.fffffap-2f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
@@ -518,6 +520,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int64_t r = 0; r < R; ++r) {
       const float* xr = reinterpret_cast<const float*>(x + r * M);
+      const int64_t kr = k;
       for (int64_t m = 0; m < M; m += 16) {
         const __mmask16 live = M - m >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (M - m)) - 1u);
         const __m512 v = _mm512_maskz_loadu_ps(live, xr + m);
@@ -527,10 +530,12 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
         _mm512_storeu_ps(reinterpret_cast<float*>(vals + k), _mm512_maskz_compress_ps(nz, v));
         const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m)));
         _mm512_storeu_si512(cols + k, _mm512_maskz_compress_epi32(nz, idx));
-        if (rows) _mm512_storeu_si512(rows + k, _mm512_set1_epi32(int32_t(r)));
         k += __builtin_popcount(nz);
         if (k > cap) return cap + 1;
       }
+      // the row's indices once per 16 of its events (not once per block of 16 inputs)
+      if (rows)
+        for (int64_t j = kr; j < k; j += 16) _mm512_storeu_si512(rows + j, _mm512_set1_epi32(int32_t(r)));
       rowptr[r + 1] = k;
     }
     return k;
@@ -725,8 +730,28 @@ template <typename S>
 inline void event_tile_wgrad(int64_t P, int64_t r0, int64_t nb, const int64_t* rowptr,
                              const int32_t* __restrict rows, const int32_t* __restrict cols,
                              const S* __restrict vals, const S* __restrict g, S* __restrict gwt) {
-  for (int64_t k = rowptr[r0]; k < rowptr[r0 + nb]; ++k)
-    axpy_row(P, vals[k], g + (rows[k] - r0) * P, gwt + int64_t(cols[k]) * P);
+  typedef typename Vec<S>::type V;
+  constexpr int64_t L = sizeof(V) / sizeof(S);
+  const int64_t k0 = rowptr[r0], k1 = rowptr[r0 + nb];
+  // P of 1-4 whole vectors: straight-line vector code per event (the generic loop's set-up and tail test per event
+  // cost more than its 2 vector updates at the delayed-XOR shape). Same per-element arithmetic and order.
+#define NORSE_DH_WG(NVC)                                                                  \
+  for (int64_t k = k0; k < k1; ++k) {                                                     \
+    const S x = vals[k];                                                                  \
+    const S* __restrict gr = g + (rows[k] - r0) * P;                                      \
+    S* __restrict o = gwt + int64_t(cols[k]) * P;                                         \
+    for (int v = 0; v < NVC; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L)); \
+  }                                                                                       \
+  return;
+  switch (P % L == 0 ? P / L : 0) {
+    case 1: NORSE_DH_WG(1)
+    case 2: NORSE_DH_WG(2)
+    case 3: NORSE_DH_WG(3)
+    case 4: NORSE_DH_WG(4)
+    default: break;
+  }
+#undef NORSE_DH_WG
+  for (int64_t k = k0; k < k1; ++k) axpy_row(P, vals[k], g + (rows[k] - r0) * P, gwt + int64_t(cols[k]) * P);
 }
 
 // Per-step phases over a whole tile of nb batch rows: flat loops over nb*N*D / nb*N values with the per-neuron
@@ -742,28 +767,43 @@ void tile_fwd(int64_t nb, int64_t N, int64_t D, const S* __restrict I, const S* 
               S* __restrict ib, S* __restrict ub, const S* __restrict zp, S* __restrict zc, S* __restrict C,
               const MG<S>* surr, S* __restrict e, S* __restrict sd, S* __restrict q, S* __restrict upo) {
   const int64_t L = nb * N * D, Ln = nb * N;
-  if (e)
-    for (int64_t j = 0; j < L; ++j) e[j] = ib[j] - I[j];
-  for (int64_t j = 0; j < L; ++j) ib[j] = aR[j] * ib[j] + omaR[j] * I[j];
+  // one loop per phase that each value passes through once (e and the branch update; q, u[t-1], soma, spike and
+  // u - theta), so each is loaded once per step
+  if (e) {
+    for (int64_t j = 0; j < L; ++j) {
+      const S i = ib[j], x = I[j];
+      e[j] = i - x;
+      ib[j] = aR[j] * i + omaR[j] * x;
+    }
+  } else {
+    for (int64_t j = 0; j < L; ++j) ib[j] = aR[j] * ib[j] + omaR[j] * I[j];
+  }
   branch_sum_any(Ln, D, ib, C);
   if (q) {
-    for (int64_t k = 0; k < Ln; ++k) q[k] = (RESET == ZERO ? ub[k] * (S(1) - zp[k]) : ub[k]) - C[k];
-    if (RESET == ZERO)
-      for (int64_t k = 0; k < Ln; ++k) upo[k] = ub[k];
+    for (int64_t k = 0; k < Ln; ++k) {
+      const S up = ub[k], c = C[k], th = thR[k];
+      q[k] = (RESET == ZERO ? up * (S(1) - zp[k]) : up) - c;
+      if (RESET == ZERO) upo[k] = up;
+      const S u = soma_update<RESET>(bR[k], up, ombR[k], c, th, zp[k]);
+      ub[k] = u;
+      zc[k] = (u - th) > S(0) ? S(1) : S(0);
+      C[k] = u - th;  // C is free again: x = u - theta for the surrogate
+    }
+  } else {
+    for (int64_t k = 0; k < Ln; ++k) {
+      const S u = soma_update<RESET>(bR[k], ub[k], ombR[k], C[k], thR[k], zp[k]);
+      ub[k] = u;
+      zc[k] = (u - thR[k]) > S(0) ? S(1) : S(0);
+    }
+    if (sd)
+      for (int64_t k = 0; k < Ln; ++k) C[k] = ub[k] - thR[k];
   }
-  for (int64_t k = 0; k < Ln; ++k) {
-    const S u = soma_update<RESET>(bR[k], ub[k], ombR[k], C[k], thR[k], zp[k]);
-    ub[k] = u;
-    zc[k] = (u - thR[k]) > S(0) ? S(1) : S(0);
-  }
-  if (sd) {
-    for (int64_t k = 0; k < Ln; ++k) C[k] = ub[k] - thR[k];  // C is free again: x = u - theta
-    surr->row(Ln, C, sd);
-  }
+  if (sd) surr->row(Ln, C, sd);
 }
 
 // Adjoint of one step of the tile (reverse order of tile_fwd); accumulates the parameter gradients into the float
-// partial sums accV, accB (nb*N: -dtheta, db), accA (nb*ND: da), accBias (nb*ND or null) and writes g = dI (nb*ND).
+// partial sums accV, accB (nb*N: -dtheta, db), accA (nb*ND: da), accBias (nb*ND or null) and writes g = dI (nb*ND);
+// gc (nb*ND) is scratch.
 template <int RESET, int DC, typename S>
 void tile_bwd(int64_t nb, int64_t N, int64_t D, const S* __restrict sd, const S* __restrict q,
               const S* __restrict up, const S* __restrict zp, const S* __restrict gz, const S* __restrict bR,
@@ -775,7 +815,8 @@ void tile_bwd(int64_t nb, int64_t N, int64_t D, const S* __restrict sd, const S*
   for (int64_t k = 0; k < Ln; ++k) {
     const S Gz = cz[k] + gz[k];
     const S Gu = cu[k] + Gz * sd[k];
-    gc[k] = ombR[k] * Gu;
+    const S gck = ombR[k] * Gu;
+    for (int64_t d = 0; d < Dn; ++d) gc[k * Dn + d] = gck;  // repeated per branch: the branch loop below is flat
     if (RESET == SUBTRACT) {
       accV[k] += Gz * sd[k] + Gu * zp[k];
       cu[k] = bR[k] * Gu;
@@ -791,18 +832,23 @@ void tile_bwd(int64_t nb, int64_t N, int64_t D, const S* __restrict sd, const S*
     }
     accB[k] += Gu * q[k];
   }
-  for (int64_t k = 0; k < Ln; ++k) {
-    const S gk = gc[k];
-    for (int64_t d = 0; d < Dn; ++d) {
-      const int64_t j = k * Dn + d;
-      const S Gi = ci[j] + gk;
+  // flat over the tile's branches (no de-interleaving shuffles), with the bias gradient in the same pass
+  if (accBias) {
+    for (int64_t j = 0; j < Ln * Dn; ++j) {
+      const S Gi = ci[j] + gc[j], gj = omaR[j] * Gi;
+      g[j] = gj;
+      accBias[j] += gj;
+      accA[j] += Gi * e[j];
+      ci[j] = aR[j] * Gi;
+    }
+  } else {
+    for (int64_t j = 0; j < Ln * Dn; ++j) {
+      const S Gi = ci[j] + gc[j];
       g[j] = omaR[j] * Gi;
       accA[j] += Gi * e[j];
       ci[j] = aR[j] * Gi;
     }
   }
-  if (accBias)
-    for (int64_t j = 0; j < Ln * Dn; ++j) accBias[j] += g[j];
 }
 
 template <int RESET, typename S>
@@ -892,7 +938,7 @@ void dhsfnn_bwd_t(int64_t T, int64_t B, int64_t M, int64_t N, int64_t D, int64_t
   const MG<S> surr(mg[0], mg[1], mg[2], mg[3]);
   const Replicated<S> rep(Bc, N, D, a, b, vth);
   const int64_t R = K * Bc;  // rows of one (tile, chunk)
-  std::vector<S> I(Bc * ND), C(Bc * N), gI(Bc * ND), gc(Bc * N), scratch(Bc * N), zeros(Bc * N, S(0));
+  std::vector<S> I(Bc * ND), C(Bc * N), gI(Bc * ND), gc(Bc * ND), scratch(Bc * N), zeros(Bc * N, S(0));
   const bool stored = e_all != nullptr;  // the forward kept the adjoint's cache: no recompute
   std::vector<S> ib(stored ? 0 : Bc * ND), ub(stored ? 0 : Bc * N), E(stored ? 0 : R * ND), SD(stored ? 0 : R * N),
       Q(stored ? 0 : R * N), UP(RESET == ZERO && !stored ? R * N : 0);
