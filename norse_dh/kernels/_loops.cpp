@@ -1064,6 +1064,498 @@ void dhsfnn_bwd(int reset, NORSE_DH_BWD_PARAMS(S)) {
     dhsfnn_bwd_t<NONE, S>(NORSE_DH_BWD_ARGS);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Narrow fused DH-SFNN (N a multiple of the vector length L, at most 4 vectors of branch values per row: the
+// delayed-XOR / DEAP widths). The tile loops above keep the state of Bc rows in L1 arrays and make several passes
+// over them per step; at these widths their loads, stores and loop set-up cost more than the arithmetic. Here the
+// state of G batch rows (branch currents, membrane, last spikes) and the per-neuron factors stay in registers for
+// all T steps, and a row's branch values are laid out branch-major ([d][n]: D blocks of N), so the branch sum and
+// the broadcast of a neuron's adjoint to its branches are plain vector operations. With one branch pattern shared
+// by all neurons whose branch index bof[m] never decreases with the input index m (the "contiguous" mask), an input
+// event feeds only its own branch: N multiply-adds instead of N * D ("compact"; the skipped products are the mask's
+// exact zeros, so the sums are unchanged). Training keeps a state checkpoint every K steps; the backward re-runs
+// each chunk's forward (same arithmetic) into L1 buffers, then runs the adjoint with the carried adjoints and the
+// parameter-gradient partial sums in registers. Same operation order as the tile kernels: the forward is
+// bit-identical to them and to the step-by-step cell.
+// ---------------------------------------------------------------------------------------------------------------
+
+template <int NV, int DC, typename S>
+struct Narrow {
+  typedef typename Vec<S>::type V;
+  typedef typename VMask<S>::type VM;
+  static constexpr int L = sizeof(V) / sizeof(S);
+  static constexpr int N = NV * L;                // neurons
+  static constexpr int P = DC * N;                // branch values of a row
+  static constexpr int G = DC * NV <= 2 ? 4 : 2;  // batch rows per group (registers: state and partial sums)
+};
+
+// Branch-major copies of the parameters and the weight: wn (M, W) with W = N (compact: the entry of input m's
+// branch for each neuron) or W = P (all branches, branch-major); bias, a, 1 - a (P) branch-major.
+template <typename S>
+struct NarrowTables {
+  std::vector<S> wn, bias, a, oma;
+  int64_t W;
+  NarrowTables(int64_t M, int64_t N, int64_t D, const int32_t* bof, const S* wt, const S* bias_, const S* a_)
+      : wn(), bias(N * D), a(N * D), oma(N * D), W(bof ? N : N * D) {
+    wn.resize(M * W);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        if (bof)
+          wn[m * N + n] = wt[m * N * D + n * D + bof[m]];
+        else
+          for (int64_t d = 0; d < D; ++d) wn[m * N * D + d * N + n] = wt[m * N * D + n * D + d];
+      }
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) {
+        bias[d * N + n] = bias_ ? bias_[n * D + d] : S(0);
+        a[d * N + n] = a_[n * D + d];
+        oma[d * N + n] = S(1) - a_[n * D + d];
+      }
+  }
+};
+
+// Branch input of the G rows of one group step (global rows r0.., nb of them real) into Ibuf (G * P,
+// branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running sums in
+// registers (restarted at a new segment, stored after every event: see event_flat_block). Rows past nb keep the
+// bias.
+template <int NV, int DC, typename S>
+__attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb, const int64_t* rowptr,
+                                                          const int32_t* __restrict rows,
+                                                          const int32_t* __restrict cols, const S* __restrict vals,
+                                                          const int32_t* __restrict bof, const NarrowTables<S>& tab,
+                                                          S* __restrict Ibuf) {
+  typedef Narrow<NV, DC, S> X;
+  typedef typename X::V V;
+  typedef typename X::VM VM;
+  constexpr int L = X::L, N = X::N, P = X::P, G = X::G;
+  const S* __restrict bias = tab.bias.data();
+  const S* __restrict wn = tab.wn.data();
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
+    for (int j = 0; j < P / L; ++j) vstore(Ibuf + g * P + j * L, vload(bias + j * L));
+  const int64_t k0 = rowptr[r0], k1 = rowptr[r0 + nb];
+  int32_t prev = -1;
+  if (bof) {
+    V acc[NV] = {};
+    for (int64_t k = k0; k < k1; ++k) {
+      const int32_t c = cols[k], d = bof[c];
+      const int32_t seg = (rows[k] - int32_t(r0)) * DC + d;
+      const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
+      prev = seg;
+      const S x = vals[k];
+      const S* __restrict w = wn + int64_t(c) * N;
+      S* __restrict o = Ibuf + int64_t(seg) * N;
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        acc[v] = (keep ? acc[v] : vload(bias + d * N + v * L)) + x * vload(w + v * L);
+        vstore(o + v * L, acc[v]);
+      }
+    }
+  } else {
+    V acc[DC * NV] = {};
+    for (int64_t k = k0; k < k1; ++k) {
+      const int32_t seg = rows[k] - int32_t(r0);
+      const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
+      prev = seg;
+      const S x = vals[k];
+      const S* __restrict w = wn + int64_t(cols[k]) * P;
+      S* __restrict o = Ibuf + int64_t(seg) * P;
+#pragma GCC unroll 16
+      for (int v = 0; v < DC * NV; ++v) {
+        acc[v] = (keep ? acc[v] : vload(bias + v * L)) + x * vload(w + v * L);
+        vstore(o + v * L, acc[v]);
+      }
+    }
+  }
+}
+
+// soma_update on vectors (same operation order).
+template <int RESET, typename S, typename V>
+__attribute__((always_inline)) inline V soma_v(V b, V up, V omb, V c, V th, V zp) {
+  if (RESET == SUBTRACT) return (b * up + omb * c) - th * zp;
+  if (RESET == ZERO) return b * up * (S(1) - zp) + omb * c;
+  return b * up + omb * c;
+}
+
+// Interleaved (n, d) row <-> branch-major registers.
+template <int NV, int DC, typename S>
+__attribute__((always_inline)) inline void narrow_load_bm(const S* src, typename Narrow<NV, DC, S>::V (&dst)[DC][NV]) {
+  constexpr int N = Narrow<NV, DC, S>::N, L = Narrow<NV, DC, S>::L;
+  alignas(64) S tmp[DC * N];
+  for (int n = 0; n < N; ++n)
+    for (int d = 0; d < DC; ++d) tmp[d * N + n] = src[n * DC + d];
+  for (int d = 0; d < DC; ++d)
+    for (int v = 0; v < NV; ++v) dst[d][v] = vload(tmp + d * N + v * L);
+}
+template <int NV, int DC, typename S>
+__attribute__((always_inline)) inline void narrow_store_bm(S* dst, const typename Narrow<NV, DC, S>::V (&src)[DC][NV]) {
+  constexpr int N = Narrow<NV, DC, S>::N, L = Narrow<NV, DC, S>::L;
+  alignas(64) S tmp[DC * N];
+  for (int d = 0; d < DC; ++d)
+    for (int v = 0; v < NV; ++v) vstore(tmp + d * N + v * L, src[d][v]);
+  for (int n = 0; n < N; ++n)
+    for (int d = 0; d < DC; ++d) dst[n * DC + d] = tmp[d * N + n];
+}
+
+// Software prefetch for the narrow kernels: a group walks the (T*B)-row arrays with a stride of B rows per step,
+// which the hardware prefetcher does not follow; measured, the loads of the step's events stalled the projection.
+// Row pointers 16 steps ahead, the events 4 steps ahead (through the row pointers fetched earlier).
+template <typename S>
+__attribute__((always_inline)) inline void narrow_prefetch_events(int64_t t, int64_t T, int64_t B, int64_t b0,
+                                                                  int64_t nb, const int64_t* rowptr,
+                                                                  const int32_t* rows, const int32_t* cols,
+                                                                  const S* vals) {
+  if (t + 16 < T) __builtin_prefetch(rowptr + (t + 16) * B + b0, 0, 3);
+  if (t + 4 < T) {
+    const int64_t k0 = rowptr[(t + 4) * B + b0], k1 = rowptr[(t + 4) * B + b0 + nb];
+    for (int64_t k = k0; k < k1 + 16; k += 16) {
+      __builtin_prefetch(cols + k, 0, 3);
+      __builtin_prefetch(rows + k, 0, 3);
+      __builtin_prefetch(vals + k, 0, 3);
+    }
+  }
+}
+
+// Forward. i0, i_T (B, N, D) interleaved as the module's state; checkpoints i_ck (chunks, B, P) branch-major,
+// u_ck (chunks, B, N) (null: no training); z (T, B, N).
+template <int RESET, int NV, int DC, typename S>
+void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowptr, const int32_t* rows,
+                const int32_t* cols, const S* vals, const int32_t* bof, const S* wt, const S* bias, const S* a,
+                const S* b, const S* vth, const S* i0, const S* u0, const S* z0, S* i_ck, S* u_ck, S* i_T, S* u_T,
+                S* z) {
+  typedef Narrow<NV, DC, S> X;
+  typedef typename X::V V;
+  constexpr int L = X::L, N = X::N, P = X::P, G = X::G;
+  const NarrowTables<S> tab(M, N, DC, bof, wt, bias, a);
+  V av[DC][NV], oav[DC][NV], bv[NV], obv[NV], thv[NV];
+  for (int d = 0; d < DC; ++d)
+    for (int v = 0; v < NV; ++v) {
+      av[d][v] = vload(tab.a.data() + d * N + v * L);
+      oav[d][v] = vload(tab.oma.data() + d * N + v * L);
+    }
+  for (int v = 0; v < NV; ++v) {
+    bv[v] = vload(b + v * L);
+    obv[v] = S(1) - bv[v];
+    thv[v] = vload(vth + v * L);
+  }
+  const V one = V{} + S(1);
+  alignas(64) S Ibuf[G * P];
+  for (int64_t b0 = 0; b0 < B; b0 += G) {
+    const int64_t nb = std::min<int64_t>(G, B - b0);
+    V iv[G][DC][NV], uv[G][NV], zv[G][NV];
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g) {
+      if (g < nb) {
+        narrow_load_bm<NV, DC, S>(i0 + (b0 + g) * P, iv[g]);
+        for (int v = 0; v < NV; ++v) {
+          uv[g][v] = vload(u0 + (b0 + g) * N + v * L);
+          zv[g][v] = vload(z0 + (b0 + g) * N + v * L);
+        }
+      } else {
+        for (int d = 0; d < DC; ++d)
+          for (int v = 0; v < NV; ++v) iv[g][d][v] = V{};
+        for (int v = 0; v < NV; ++v) uv[g][v] = zv[g][v] = V{};
+      }
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      if (i_ck && t % K == 0) {
+        const int64_t c = t / K;
+#pragma GCC unroll 16
+        for (int g = 0; g < G; ++g) {
+          if (g >= nb) break;
+          for (int d = 0; d < DC; ++d)
+            for (int v = 0; v < NV; ++v) vstore(i_ck + (c * B + b0 + g) * P + d * N + v * L, iv[g][d][v]);
+          for (int v = 0; v < NV; ++v) vstore(u_ck + (c * B + b0 + g) * N + v * L, uv[g][v]);
+        }
+      }
+      narrow_prefetch_events(t, T, B, b0, nb, rowptr, rows, cols, vals);
+      narrow_project<NV, DC, S>(t * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf);
+#pragma GCC unroll 16
+      for (int g = 0; g < G; ++g) {
+#pragma GCC unroll 16
+        for (int d = 0; d < DC; ++d)
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v)
+            iv[g][d][v] = av[d][v] * iv[g][d][v] + oav[d][v] * vload(Ibuf + g * P + d * N + v * L);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) {
+          V c = iv[g][0][v];
+          for (int d = 1; d < DC; ++d) c = c + iv[g][d][v];
+          const V u = soma_v<RESET, S>(bv[v], uv[g][v], obv[v], c, thv[v], zv[g][v]);
+          uv[g][v] = u;
+          zv[g][v] = (u - thv[v]) > S(0) ? one : V{};
+          if (g < nb) vstore(z + (t * B + b0 + g) * N + v * L, zv[g][v]);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g) {
+      if (g >= nb) break;
+      narrow_store_bm<NV, DC, S>(i_T + (b0 + g) * P, iv[g]);
+      for (int v = 0; v < NV; ++v) vstore(u_T + (b0 + g) * N + v * L, uv[g][v]);
+    }
+  }
+}
+
+// Backward (recompute per chunk of K steps, adjoint of tile_bwd in registers). gI_all (T, B, P) branch-major or
+// null; gwt (M, N*D) interleaved or null: with bof, the gradient of the masked weight on the mask's support (the
+// other entries are multiplied by the mask's zeros upstream and are left 0); gbias (N*D, or null), ga (N*D), gb,
+// gvth (N) in double; gi0 (B, N, D), gu0, gz0 (B, N).
+template <int RESET, int NV, int DC, typename S>
+void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowptr, const int32_t* rows,
+                const int32_t* cols, const S* vals, const int32_t* bof, const S* wt, const S* bias, const S* a,
+                const S* b, const S* vth, const double* mg, const S* z0, const S* i_ck, const S* u_ck, const S* z,
+                const S* gz, const S* giT, const S* guT, const S* gzT, S* gI_all, S* gwt, double* gbias, double* ga,
+                double* gb, double* gvth, S* gi0, S* gu0, S* gz0) {
+  typedef Narrow<NV, DC, S> X;
+  typedef typename X::V V;
+  constexpr int L = X::L, N = X::N, P = X::P, G = X::G;
+  const int64_t BN = B * N;
+  const NarrowTables<S> tab(M, N, DC, bof, wt, bias, a);
+  const MG<S> surr(mg[0], mg[1], mg[2], mg[3]);
+  V av[DC][NV], oav[DC][NV], bv[NV], obv[NV], thv[NV];
+  for (int d = 0; d < DC; ++d)
+    for (int v = 0; v < NV; ++v) {
+      av[d][v] = vload(tab.a.data() + d * N + v * L);
+      oav[d][v] = vload(tab.oma.data() + d * N + v * L);
+    }
+  for (int v = 0; v < NV; ++v) {
+    bv[v] = vload(b + v * L);
+    obv[v] = S(1) - bv[v];
+    thv[v] = vload(vth + v * L);
+  }
+  const V one = V{} + S(1);
+  alignas(64) S Ibuf[G * P], Gbuf[G * P];
+  // the chunk's recomputed values: e = i[t-1] - I[t] (P per row), u - theta then the surrogate, q, u[t-1] (N)
+  std::vector<S> E(K * G * P), XS(K * G * N), SD(K * G * N), Q(K * G * N), UP(RESET == ZERO ? K * G * N : 0);
+  const int64_t W = tab.W;
+  std::vector<S> gwn(gwt ? M * W : 0, S(0));
+  std::vector<double> gaD(P, 0.0), gbiasD(P, 0.0), gbD(N, 0.0), gvD(N, 0.0);
+  const V zero = V{};
+  const int64_t chunks = (T + K - 1) / K;
+  for (int64_t b0 = 0; b0 < B; b0 += G) {
+    const int64_t nb = std::min<int64_t>(G, B - b0);
+    V ci[G][DC][NV], cu[G][NV], cz[G][NV];
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g) {
+      if (g < nb && giT)
+        narrow_load_bm<NV, DC, S>(giT + (b0 + g) * P, ci[g]);
+      else
+        for (int d = 0; d < DC; ++d)
+          for (int v = 0; v < NV; ++v) ci[g][d][v] = zero;
+      for (int v = 0; v < NV; ++v) {
+        cu[g][v] = g < nb && guT ? vload(guT + (b0 + g) * N + v * L) : zero;
+        cz[g][v] = g < nb && gzT ? vload(gzT + (b0 + g) * N + v * L) : zero;
+      }
+    }
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+      {  // recompute the chunk's forward from its checkpoint
+        V iv[G][DC][NV], uv[G][NV], zv[G][NV];
+#pragma GCC unroll 16
+        for (int g = 0; g < G; ++g) {
+          const bool live = g < nb;
+          for (int d = 0; d < DC; ++d)
+            for (int v = 0; v < NV; ++v)
+              iv[g][d][v] = live ? vload(i_ck + (c * B + b0 + g) * P + d * N + v * L) : zero;
+          for (int v = 0; v < NV; ++v) {
+            uv[g][v] = live ? vload(u_ck + (c * B + b0 + g) * N + v * L) : zero;
+            zv[g][v] = live ? vload((t0 == 0 ? z0 : z + (t0 - 1) * BN) + (b0 + g) * N + v * L) : zero;
+          }
+        }
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t l = t - t0;
+          narrow_prefetch_events(t, t1, B, b0, nb, rowptr, rows, cols, vals);
+          narrow_project<NV, DC, S>(t * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf);
+#pragma GCC unroll 16
+          for (int g = 0; g < G; ++g) {
+            const int64_t o = l * G + g;
+#pragma GCC unroll 16
+            for (int d = 0; d < DC; ++d)
+#pragma GCC unroll 16
+              for (int v = 0; v < NV; ++v) {
+                const V I = vload(Ibuf + g * P + d * N + v * L);
+                vstore(E.data() + o * P + d * N + v * L, iv[g][d][v] - I);
+                iv[g][d][v] = av[d][v] * iv[g][d][v] + oav[d][v] * I;
+              }
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; ++v) {
+              V cs = iv[g][0][v];
+              for (int d = 1; d < DC; ++d) cs = cs + iv[g][d][v];
+              const V up = uv[g][v], zp = zv[g][v];
+              vstore(Q.data() + o * N + v * L, (RESET == ZERO ? up * (S(1) - zp) : up) - cs);
+              if (RESET == ZERO) vstore(UP.data() + o * N + v * L, up);
+              const V u = soma_v<RESET, S>(bv[v], up, obv[v], cs, thv[v], zp);
+              uv[g][v] = u;
+              zv[g][v] = (u - thv[v]) > S(0) ? one : zero;
+              vstore(XS.data() + o * N + v * L, u - thv[v]);
+            }
+          }
+        }
+      }
+      surr.row((t1 - t0) * G * N, XS.data(), SD.data());
+      V accA[DC][NV], accBias[DC][NV], accB[NV], accV[NV];
+      for (int d = 0; d < DC; ++d)
+        for (int v = 0; v < NV; ++v) accA[d][v] = accBias[d][v] = zero;
+      for (int v = 0; v < NV; ++v) accB[v] = accV[v] = zero;
+      for (int64_t t = t1 - 1; t >= t0; --t) {
+        const int64_t l = t - t0;
+        const S* zprev = t == 0 ? z0 : z + (t - 1) * BN;
+#pragma GCC unroll 16
+        for (int g = 0; g < G; ++g) {
+          const int64_t o = l * G + g;
+          const bool live = g < nb;
+          V gck[NV];
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) {
+            const V zp = live ? vload(zprev + (b0 + g) * N + v * L) : zero;
+            const V Gz = cz[g][v] + (live && gz ? vload(gz + (t * B + b0 + g) * N + v * L) : zero);
+            const V sd = vload(SD.data() + o * N + v * L);
+            const V Gu = cu[g][v] + Gz * sd;
+            gck[v] = obv[v] * Gu;
+            if (RESET == SUBTRACT) {
+              accV[v] += Gz * sd + Gu * zp;
+              cu[g][v] = bv[v] * Gu;
+              cz[g][v] = -thv[v] * Gu;
+            } else if (RESET == ZERO) {
+              const V up = vload(UP.data() + o * N + v * L);
+              accV[v] += Gz * sd;
+              cu[g][v] = Gu * bv[v] * (S(1) - zp);
+              cz[g][v] = -Gu * bv[v] * up;
+            } else {
+              accV[v] += Gz * sd;
+              cu[g][v] = bv[v] * Gu;
+              cz[g][v] = zero;
+            }
+            accB[v] += Gu * vload(Q.data() + o * N + v * L);
+          }
+#pragma GCC unroll 16
+          for (int d = 0; d < DC; ++d)
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; ++v) {
+              const V Gi = ci[g][d][v] + gck[v];
+              const V gi = oav[d][v] * Gi;
+              accBias[d][v] += gi;
+              accA[d][v] += Gi * vload(E.data() + o * P + d * N + v * L);
+              ci[g][d][v] = av[d][v] * Gi;
+              vstore(Gbuf + g * P + d * N + v * L, gi);
+              if (gI_all && live) vstore(gI_all + (t * B + b0 + g) * P + d * N + v * L, gi);
+            }
+        }
+        if (gwt) {  // weight gradient through the group step's events: gwn[m, :] += v * dI[row, (branch of m), :]
+          const int64_t r0 = t * B + b0, k0 = rowptr[r0], k1 = rowptr[r0 + nb];
+          if (bof) {
+            for (int64_t k = k0; k < k1; ++k) {
+              const int32_t m = cols[k];
+              const S x = vals[k];
+              const S* __restrict gr = Gbuf + (rows[k] - r0) * P + bof[m] * N;
+              S* __restrict o = gwn.data() + int64_t(m) * N;
+#pragma GCC unroll 16
+              for (int v = 0; v < NV; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L));
+            }
+          } else {
+            for (int64_t k = k0; k < k1; ++k) {
+              const S x = vals[k];
+              const S* __restrict gr = Gbuf + (rows[k] - r0) * P;
+              S* __restrict o = gwn.data() + int64_t(cols[k]) * P;
+#pragma GCC unroll 16
+              for (int v = 0; v < DC * NV; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L));
+            }
+          }
+        }
+      }
+      for (int d = 0; d < DC; ++d)  // the chunk's float partial sums into the double accumulators
+        for (int v = 0; v < NV; ++v)
+          for (int l = 0; l < L; ++l) {
+            gaD[d * N + v * L + l] += double(accA[d][v][l]);
+            gbiasD[d * N + v * L + l] += double(accBias[d][v][l]);
+          }
+      for (int v = 0; v < NV; ++v)
+        for (int l = 0; l < L; ++l) {
+          gbD[v * L + l] += double(accB[v][l]);
+          gvD[v * L + l] -= double(accV[v][l]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g) {
+      if (g >= nb) break;
+      narrow_store_bm<NV, DC, S>(gi0 + (b0 + g) * P, ci[g]);
+      for (int v = 0; v < NV; ++v) {
+        vstore(gu0 + (b0 + g) * N + v * L, cu[g][v]);
+        vstore(gz0 + (b0 + g) * N + v * L, cz[g][v]);
+      }
+    }
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    gb[n] = gbD[n];
+    gvth[n] = gvD[n];
+    for (int64_t d = 0; d < DC; ++d) {
+      ga[n * DC + d] = gaD[d * N + n];
+      if (gbias) gbias[n * DC + d] = gbiasD[d * N + n];
+    }
+  }
+  if (gwt) {
+    if (bof) std::memset(gwt, 0, sizeof(S) * M * P);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        if (bof)
+          gwt[m * P + n * DC + bof[m]] = gwn[m * N + n];
+        else
+          for (int64_t d = 0; d < DC; ++d) gwt[m * P + n * DC + d] = gwn[m * P + d * N + n];
+      }
+  }
+}
+
+#define NORSE_DH_NARROW_FWD_PARAMS(S)                                                                             \
+  int64_t T, int64_t B, int64_t M, int64_t K, const int64_t *rowptr, const int32_t *rows, const int32_t *cols,     \
+      const S *vals, const int32_t *bof, const S *wt, const S *bias, const S *a, const S *b, const S *vth,          \
+      const S *i0, const S *u0, const S *z0, S *i_ck, S *u_ck, S *i_T, S *u_T, S *z
+#define NORSE_DH_NARROW_FWD_ARGS \
+  T, B, M, K, rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, i0, u0, z0, i_ck, u_ck, i_T, u_T, z
+#define NORSE_DH_NARROW_BWD_PARAMS(S)                                                                             \
+  int64_t T, int64_t B, int64_t M, int64_t K, const int64_t *rowptr, const int32_t *rows, const int32_t *cols,     \
+      const S *vals, const int32_t *bof, const S *wt, const S *bias, const S *a, const S *b, const S *vth,          \
+      const double *mg, const S *z0, const S *i_ck, const S *u_ck, const S *z, const S *gz, const S *giT,           \
+      const S *guT, const S *gzT, S *gI_all, S *gwt, double *gbias, double *ga, double *gb, double *gvth, S *gi0,   \
+      S *gu0, S *gz0
+#define NORSE_DH_NARROW_BWD_ARGS                                                                                  \
+  T, B, M, K, rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, mg, z0, i_ck, u_ck, z, gz, giT, guT, gzT, gI_all, \
+      gwt, gbias, ga, gb, gvth, gi0, gu0, gz0
+
+// The supported (vectors per branch, branches) pairs; returns false for others (the caller checks first).
+#define NORSE_DH_NARROW_DISPATCH(FN, ARGS)                   \
+  switch (nv * 16 + D) {                                     \
+    case 16 + 1: FN<R, 1, 1, S>(ARGS); return 1;             \
+    case 16 + 2: FN<R, 1, 2, S>(ARGS); return 1;             \
+    case 16 + 3: FN<R, 1, 3, S>(ARGS); return 1;             \
+    case 16 + 4: FN<R, 1, 4, S>(ARGS); return 1;             \
+    case 32 + 1: FN<R, 2, 1, S>(ARGS); return 1;             \
+    case 32 + 2: FN<R, 2, 2, S>(ARGS); return 1;             \
+    default: return 0;                                       \
+  }
+
+template <int R, typename S>
+int narrow_fwd_r(int64_t nv, int64_t D, NORSE_DH_NARROW_FWD_PARAMS(S)) {
+  NORSE_DH_NARROW_DISPATCH(narrow_fwd, NORSE_DH_NARROW_FWD_ARGS)
+}
+template <int R, typename S>
+int narrow_bwd_r(int64_t nv, int64_t D, NORSE_DH_NARROW_BWD_PARAMS(S)) {
+  NORSE_DH_NARROW_DISPATCH(narrow_bwd, NORSE_DH_NARROW_BWD_ARGS)
+}
+template <typename S>
+int narrow_fwd_any(int reset, int64_t nv, int64_t D, NORSE_DH_NARROW_FWD_PARAMS(S)) {
+  if (reset == SUBTRACT) return narrow_fwd_r<SUBTRACT, S>(nv, D, NORSE_DH_NARROW_FWD_ARGS);
+  if (reset == ZERO) return narrow_fwd_r<ZERO, S>(nv, D, NORSE_DH_NARROW_FWD_ARGS);
+  return narrow_fwd_r<NONE, S>(nv, D, NORSE_DH_NARROW_FWD_ARGS);
+}
+template <typename S>
+int narrow_bwd_any(int reset, int64_t nv, int64_t D, NORSE_DH_NARROW_BWD_PARAMS(S)) {
+  if (reset == SUBTRACT) return narrow_bwd_r<SUBTRACT, S>(nv, D, NORSE_DH_NARROW_BWD_ARGS);
+  if (reset == ZERO) return narrow_bwd_r<ZERO, S>(nv, D, NORSE_DH_NARROW_BWD_ARGS);
+  return narrow_bwd_r<NONE, S>(nv, D, NORSE_DH_NARROW_BWD_ARGS);
+}
+
 }  // namespace
 
 #define EXPORT extern "C" __attribute__((visibility("default")))
@@ -1113,7 +1605,18 @@ void dhsfnn_bwd(int reset, NORSE_DH_BWD_PARAMS(S)) {
 
 INSTANTIATE_FUSED(float, f32)
 INSTANTIATE_FUSED(double, f64)
+
+// Narrow fused DH-SFNN; returns 0 (nothing done) for (vectors per branch, branches) pairs without a kernel.
+#define INSTANTIATE_NARROW(S, SUF)                                                                              \
+  EXPORT int dhsfnn_narrow_fwd_##SUF(int reset, int64_t nv, int64_t D, NORSE_DH_NARROW_FWD_PARAMS(S)) {       \
+    return narrow_fwd_any<S>(reset, nv, D, NORSE_DH_NARROW_FWD_ARGS);                                          \
+  }                                                                                                             \
+  EXPORT int dhsfnn_narrow_bwd_##SUF(int reset, int64_t nv, int64_t D, NORSE_DH_NARROW_BWD_PARAMS(S)) {       \
+    return narrow_bwd_any<S>(reset, nv, D, NORSE_DH_NARROW_BWD_ARGS);                                          \
+  }
+INSTANTIATE_NARROW(float, f32)
+INSTANTIATE_NARROW(double, f64)
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)
 
-EXPORT int norse_dh_kernels_abi() { return 6; }
+EXPORT int norse_dh_kernels_abi() { return 7; }

@@ -101,8 +101,12 @@ class _FusedDHSFNN(torch.autograd.Function):
         # needs_input_grad reflects the inputs' requires_grad, not the grad mode: under no_grad it can be True while
         # no backward will ever run, so the caller decides (cfg["train"]) and nothing for the adjoint is kept then
         train = cfg["train"] and any(ctx.needs_input_grad)
-        K, Bc = tiling(T, B, N, D, x2.element_size())
         opts = dict(dtype=x2.dtype, device=x2.device)
+        if cfg["narrow"]:
+            return _narrow_forward(
+                ctx, lib, suf, train, events, wt, bias_c, a_c, b_c, vth_c, i0_c, u0_c, z0_c, cfg, opts
+            )
+        K, Bc = tiling(T, B, N, D, x2.element_size())
         store = train and store_mode(cols.numel(), T * B, N, D)
         chunks = -(-T // K)
         i_ck = torch.empty((chunks, B, N, D), **opts) if train and not store else None
@@ -133,6 +137,8 @@ class _FusedDHSFNN(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gz, gi_T, gu_T, gz_T):
         lib = build.load()
+        if ctx.cfg["narrow"]:
+            return _narrow_backward(ctx, lib, gz, gi_T, gu_T, gz_T)
         saved = ctx.saved_tensors
         rowptr, rows, cols, vals, wt, bias, a, b, vth, z0, i_ck, u_ck, e_all, sd_all, q_all, up_all, z = saved
         T, B, M, N, D, K, Bc = ctx.dims
@@ -174,6 +180,91 @@ class _FusedDHSFNN(torch.autograd.Function):
         )
 
 
+# Narrow kernel (``narrow_fwd`` / ``narrow_bwd`` in _loops.cpp): state checkpoints every K steps with K chosen so that
+# the backward's per-chunk buffers (4 rows x (N*D + 3N) values per step) fill NARROW_CHUNK_BYTES (L1-sized).
+NARROW_CHUNK_BYTES = 24 * 1024
+# (vectors of N per branch, max branches) with a compiled narrow kernel: N of 1 vector with D <= 4, 2 vectors with D <= 2
+_NARROW_MAX_D = {1: 4, 2: 2}
+NARROW = os.environ.get("NORSE_DH_NARROW", "1") != "0"
+
+
+def narrow_vectors(N: int, D: int, dtype: torch.dtype) -> int:
+    """Vectors per branch (N / lanes) if the narrow kernel handles this width, else 0 (64-byte vectors: 16 float32,
+    8 float64 lanes)."""
+    lanes = 64 // torch.empty((), dtype=dtype).element_size()
+    nv = N // lanes if N % lanes == 0 else 0
+    return nv if NARROW and STORE is not True and D <= _NARROW_MAX_D.get(nv, 0) else 0
+
+
+def _narrow_chunk(T: int, N: int, D: int, itemsize: int) -> int:
+    return max(1, min(T, NARROW_CHUNK_BYTES // (4 * (N * D + 3 * N) * itemsize)))
+
+
+def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z0, cfg, opts):
+    rowptr, cols, vals, rows = events
+    T, B, nv, bof = cfg["T"], cfg["B"], cfg["narrow"], cfg["branch_of"]
+    N, D = a.shape
+    M = wt.shape[0]
+    K = _narrow_chunk(T, N, D, wt.element_size())
+    chunks = -(-T // K)
+    i_ck = torch.empty((chunks, B, N * D), **opts) if train else None
+    u_ck = torch.empty((chunks, B, N), **opts) if train else None
+    i_T = torch.empty((B, N, D), **opts)
+    u_T = torch.empty((B, N), **opts)
+    z = torch.empty((T, B, N), **opts)
+    done = getattr(lib, f"dhsfnn_narrow_fwd_{suf}")(
+        cfg["reset"], nv, D, T, B, M, K, _p(rowptr), _p(rows), _p(cols), _p(vals), _p(bof), _p(wt), _p(bias), _p(a),
+        _p(b), _p(vth), _p(i0), _p(u0), _p(z0), _p(i_ck), _p(u_ck), _p(i_T), _p(u_T), _p(z),
+    )  # fmt: skip
+    if not done:
+        raise RuntimeError(f"no narrow DH-SFNN kernel for N={N}, D={D} ({suf})")
+    if train:
+        ctx.save_for_backward(rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z)
+        ctx.cfg = cfg
+        ctx.dims = (T, B, M, N, D, K)
+    return z, i_T, u_T, z[-1].clone()
+
+
+def _narrow_backward(ctx, lib, gz, gi_T, gu_T, gz_T):
+    rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z = ctx.saved_tensors
+    T, B, M, N, D, K = ctx.dims
+    cfg, need, suf = ctx.cfg, ctx.needs_input_grad, DTYPES[z.dtype]
+    opts = dict(dtype=z.dtype, device=z.device)
+    gz, gi_T, gu_T, gz_T = (g.contiguous() if g is not None else None for g in (gz, gi_T, gu_T, gz_T))
+    mg = cfg["mg"]
+    mg_params = (ctypes.c_double * 4)(mg.gamma, mg.sigma, mg.height, mg.scale)
+    ga = torch.empty((N, D), dtype=torch.float64)
+    gb = torch.empty(N, dtype=torch.float64)
+    gvth = torch.empty(N, dtype=torch.float64)
+    gbias = torch.empty(N * D, dtype=torch.float64) if bias is not None and need[2] else None
+    gwt = torch.empty((M, N * D), **opts) if need[1] else None
+    gI = torch.empty((T * B, D * N), **opts) if need[0] else None  # branch-major rows: only for the input gradient
+    gi0 = torch.empty((B, N, D), **opts)
+    gu0 = torch.empty((B, N), **opts)
+    gz0 = torch.empty((B, N), **opts)
+    getattr(lib, f"dhsfnn_narrow_bwd_{suf}")(
+        cfg["reset"], cfg["narrow"], D, T, B, M, K, _p(rowptr), _p(rows), _p(cols), _p(vals), _p(bof), _p(wt),
+        _p(bias), _p(a), _p(b), _p(vth), ctypes.addressof(mg_params), _p(z0), _p(i_ck), _p(u_ck), _p(z), _p(gz),
+        _p(gi_T), _p(gu_T), _p(gz_T), _p(gI), _p(gwt), _p(gbias), _p(ga), _p(gb), _p(gvth), _p(gi0), _p(gu0), _p(gz0),
+    )  # fmt: skip
+    dtype = z.dtype
+    # dx = dI @ W with dI branch-major: the weight's columns (n, d) taken in (d, n) order
+    wt_bm = wt.view(M, N, D).transpose(1, 2).reshape(M, D * N) if need[0] else None
+    return (
+        gI @ wt_bm.t() if need[0] else None,
+        gwt.t() if need[1] else None,
+        gbias.to(dtype) if gbias is not None else None,
+        ga.to(dtype) if need[3] else None,
+        gb.to(dtype) if need[4] else None,
+        gvth.to(dtype) if need[5] else None,
+        gi0 if need[6] else None,
+        gu0 if need[7] else None,
+        gz0 if need[8] else None,
+        None,
+        None,
+    )
+
+
 def dhsfnn_sequence(
     x: Tensor,
     weight: Tensor,
@@ -204,5 +295,9 @@ def dhsfnn_sequence(
     vth = _vth_vector(v_th, soma_decay, soma_decay.shape[0])
     inputs = (x2, w_eff, bias, dend_decay, soma_decay, vth, i0, u0, z0)
     train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B, "train": train}
+    N, D = dend_decay.shape
+    nv = narrow_vectors(N, D, x.dtype)
+    # one shared, monotone branch pattern ("contiguous"): each input event feeds only its branch (narrow kernel)
+    branch_of = _projection.plan_for(mask, M, D).branch_of if nv and mask is not None and D > 1 else None
+    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B, "train": train, "narrow": nv, "branch_of": branch_of}
     return _FusedDHSFNN.apply(*inputs, events, cfg)

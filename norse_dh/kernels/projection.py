@@ -44,6 +44,10 @@ class ProjectionPlan:
     Attributes:
         groups: for masks whose neurons share few patterns and whose branches partition the inputs
             (``"grouped"``, ``"contiguous"``), ``[(neurons, [input columns of branch d])]``; else None.
+        branch_of: for a mask whose neurons all share one pattern in which each input reaches exactly one branch,
+            with a branch index that never decreases along the inputs (``"contiguous"``), that index per input
+            (int32, ``(in_features,)``); else None. The narrow fused kernel then projects each input event into its
+            own branch only.
     """
 
     def __init__(self, mask: Tensor, in_features: int, branches: int) -> None:
@@ -51,6 +55,19 @@ class ProjectionPlan:
         self.out_features = mask.shape[0]
         self.in_features = in_features
         self.groups = _shared_groups(mask[:, :in_features], branches)
+        self.branch_of = _monotone_branch_of(mask[:, :in_features], branches)
+
+
+def _monotone_branch_of(sub: Tensor, branches: int) -> Tensor | None:
+    """Branch index per input if all neurons share one partition pattern with nondecreasing branch indices."""
+    P, M = sub.shape
+    if P % branches or M == 0:
+        return None
+    pat = sub.reshape(P // branches, branches, M)
+    if not (pat.sum(1) == 1).all() or not (pat == pat[:1]).all():
+        return None
+    branch_of = pat[0].to(torch.int32).argmax(0).to(torch.int32)
+    return branch_of if bool((branch_of[1:] >= branch_of[:-1]).all()) else None
 
 
 def _shared_groups(sub: Tensor, branches: int) -> list[tuple[Tensor, list[Tensor]]] | None:

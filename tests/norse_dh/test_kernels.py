@@ -520,22 +520,27 @@ class _SpyLib:
 
     def __getattr__(self, name):
         fn = getattr(self.lib, name)
-        if not name.startswith("dhsfnn_fwd"):
+        narrow = name.startswith("dhsfnn_narrow_fwd")
+        if not (name.startswith("dhsfnn_fwd") or narrow):
             return fn
 
         def spy(*args):
-            # (..., i_ck, u_ck, e_all, sd_all, q_all, up_all, i_T, u_T, z): checkpoints / stored adjoint inputs
-            self.calls.append({"checkpoints": args[20] is not None, "stored": args[22] is not None})
+            # tile kernel (..., i_ck, u_ck, e_all, sd_all, q_all, up_all, i_T, u_T, z): checkpoints / stored adjoint
+            # inputs; narrow kernel (..., i_ck, u_ck, i_T, u_T, z): checkpoints only (i_ck also argument 20)
+            stored = False if narrow else args[22] is not None
+            self.calls.append({"checkpoints": args[20] is not None, "stored": stored, "narrow": narrow})
             return fn(*args)
 
         return spy
 
 
+@pytest.mark.parametrize("width", [8, 16])  # float32: tile kernel / narrow kernel; float64: narrow kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_dhsfnn_no_grad_writes_nothing_for_the_backward(monkeypatch, dtype):
+def test_fused_dhsfnn_no_grad_writes_nothing_for_the_backward(monkeypatch, dtype, width):
     """Under no_grad (parameters still requiring gradients) the fused forward keeps neither checkpoints nor the
     adjoint's inputs and records no graph; spikes and final states equal those of the training forward."""
-    seq = DHLIF(20, 8, 2, v_th=0.2, seed=3).to(dtype)
+    torch.manual_seed(3)  # the initial weights draw from the global generator
+    seq = DHLIF(20, width, 2, v_th=0.2, seed=3).to(dtype)
     _drive(seq, 3.0)
     x = _inputs(30, 6, 20, 0.1, 2, dtype=dtype)
     spy = _SpyLib(build.load())
@@ -545,8 +550,10 @@ def test_fused_dhsfnn_no_grad_writes_nothing_for_the_backward(monkeypatch, dtype
         z_inf, s_inf = seq(x)
     assert "FusedDHSFNN" in type(z_train.grad_fn).__name__ and z_inf.grad_fn is None
     assert len(spy.calls) == 2
+    narrow = dtype == torch.float64 or width == 16  # widths of whole 64-byte vectors
+    assert spy.calls[0]["narrow"] == spy.calls[1]["narrow"] == narrow
     assert spy.calls[0]["checkpoints"] or spy.calls[0]["stored"]  # training keeps one or the other
-    assert spy.calls[1] == {"checkpoints": False, "stored": False}
+    assert spy.calls[1] == {"checkpoints": False, "stored": False, "narrow": narrow}
     assert float(z_inf.mean()) > 0.01 and torch.equal(z_train, z_inf)
     for a, b in zip(s_train, s_inf):
         assert torch.equal(a, b)
@@ -570,7 +577,7 @@ def test_fused_dhsfnn_store_rule(monkeypatch):
     monkeypatch.setitem(build._state, "lib", spy)
     grads = {}
     for M, density, expect_store in ((12, 0.05, False), (140, 0.13, True)):  # 0.6 / 18 events per row
-        seq = DHLIF(M, 8, 4, v_th=0.3, seed=4).double()
+        seq = DHLIF(M, 6, 4, v_th=0.3, seed=4).double()  # 6 neurons: the tile kernel (not whole vectors)
         _drive(seq, 3.0)
         x = _inputs(12, 5, M, density, 5)
         for store in (None, not expect_store):
@@ -636,3 +643,98 @@ def test_float_exp_relative_error_on_dense_grid():
     rel = np.abs(sd.numpy()[live].astype(np.float64) / ref[live] - 1.0)
     assert live.sum() > 300000 and rel.max() <= 2.5e-7
     assert (sd.numpy()[~live] == 0.0).all()  # results below ~1e-35 are exactly 0 (no denormals)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    T=st.integers(1, 12),
+    B=st.integers(1, 9),
+    M=st.integers(1, 13),
+    shape=st.sampled_from([(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2)]),
+    reset=st.sampled_from(["subtract", "zero", "none"]),
+    mask=st.sampled_from(["random", "grouped", "contiguous", "full"]),
+    density=st.sampled_from([0.0, 0.1, 0.3]),
+    chunk_bytes=st.sampled_from([1, 3000, 24 * 1024]),
+    seed=st.integers(0, 2**16),
+)
+def test_narrow_dhsfnn_matches_cell(T, B, M, shape, reset, mask, density, chunk_bytes, seed):
+    """The narrow fused kernel (N of one or two whole vectors: 8 or 16 neurons in float64; state of a few batch
+    rows in registers; branch-major rows; compact projection for the contiguous mask) against the step-by-step
+    cell: identical spikes, final states and gradients of the input and every parameter (float64, 1e-5), over
+    batch sizes that leave partial row groups and checkpoint intervals from 1 step to the whole sequence."""
+    from norse_dh.kernels import fused
+
+    nv, D = shape
+    N = 8 * nv
+    kw = dict(mask=mask, group_size=4, reset=reset, v_th=0.3, soma_tau_init="small", seed=seed, mask_seed=seed)
+    torch.manual_seed(seed)
+    seq, cell = DHLIF(M, N, D, **kw).double(), DHLIFCell(M, N, D, **kw).double()
+    _drive(seq, 3.0)
+    spy = _SpyLib(build.load())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "NARROW_CHUNK_BYTES", chunk_bytes)
+        mp.setattr(projection_mod, "EVENT_BREAK_EVEN", 1.0)  # every density takes the fused event path
+        mp.setitem(build._state, "lib", spy)
+        results, grads = _run_pair(seq, cell, _inputs(T, B, M, density, seed), seed)
+    assert [c["narrow"] for c in spy.calls] == [True]
+    _check_pair(results, grads)
+
+
+@pytest.mark.parametrize("mask", ["contiguous", "random"])  # compact / all-branch projection
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_narrow_dhsfnn_float32_matches_tile_kernel_and_cell(mask, reset, monkeypatch):
+    """float32 at the delayed-XOR width (16 neurons x 2 branches): the narrow kernel's spikes and final states are
+    bit-identical to the tile kernel's and the cell's; its gradients equal the tile kernel's to float32 accuracy and
+    the float64 cell's to 1e-4 relative."""
+    from norse_dh.kernels import fused
+
+    T, B, M, N, D = 40, 13, 40, 16, 2
+    kw = dict(mask=mask, reset=reset, v_th=1.0, dend_tau_init="large", seed=4, mask_seed=4)
+    seq = DHLIF(M, N, D, **kw)
+    _drive(seq, 40.0)
+    x = _inputs(T, B, M, 0.1, 5, dtype=torch.float32)
+    w = torch.randn(T, B, N, generator=torch.Generator().manual_seed(6))
+    runs = {}
+    for narrow in (True, False):
+        monkeypatch.setattr(fused, "NARROW", narrow)
+        seq.zero_grad(set_to_none=True)
+        xr = x.clone().requires_grad_()
+        z, state = seq(xr)
+        ((z * w).sum() + state.i.sum() + state.u.sum()).backward()
+        grads = {"input": xr.grad, **{k: p.grad.clone() for k, p in seq.named_parameters()}}
+        runs[narrow] = (z.detach(), state, grads)
+    assert float(runs[True][0].mean()) > 0.01
+    assert torch.equal(runs[True][0], runs[False][0])
+    for a, b in zip(runs[True][1], runs[False][1]):
+        assert torch.equal(a, b)
+    cell = DHLIFCell(M, N, D, **kw).double()
+    cell.load_state_dict({k: v.double() for k, v in seq.state_dict().items()})
+    state, outs = None, []
+    xd = x.double().requires_grad_()
+    for x_t in xd.unbind(0):
+        o, state = cell(x_t, state)
+        outs.append(o)
+    z_ref = torch.stack(outs)
+    assert torch.equal(runs[True][0].double(), z_ref)
+    ((z_ref * w.double()).sum() + state.i.sum() + state.u.sum()).backward()
+    ref = {"input": xd.grad, **{k: p.grad for k, p in cell.named_parameters()}}
+    for name, g in runs[True][2].items():
+        scale = float(ref[name].abs().max())
+        torch.testing.assert_close(g, runs[False][2][name], rtol=1e-5, atol=1e-5 * max(scale, 1e-12))
+        torch.testing.assert_close(g.double(), ref[name], rtol=1e-4, atol=1e-4 * max(scale, 1e-12))
+
+
+def test_branch_of_only_for_one_shared_monotone_pattern():
+    """The compact projection's per-input branch index exists exactly for one pattern shared by all neurons with
+    nondecreasing branches along the inputs (contiguous mask), and partitions the inputs."""
+    M, N, D = 23, 16, 3
+    contiguous = DHLIF(M, N, D, mask="contiguous", seed=0).dendrites.mask
+    branch_of = plan_for(contiguous, M, D).branch_of
+    assert branch_of is not None and branch_of.dtype == torch.int32 and branch_of.shape == (M,)
+    assert bool((branch_of[1:] >= branch_of[:-1]).all()) and set(branch_of.tolist()) == set(range(D))
+    m3 = contiguous[:, :M].reshape(N, D, M).bool()
+    assert bool(m3[:, branch_of.long(), torch.arange(M)].all())  # each input's branch, for every neuron
+    for mask in ("random", "grouped", "full"):
+        assert plan_for(DHLIF(M, N, D, mask=mask, seed=0).dendrites.mask, M, D).branch_of is None
+    reversed_pattern = contiguous.flip(1).contiguous()  # a shared partition, but branches decrease along inputs
+    assert plan_for(reversed_pattern, reversed_pattern.shape[1], D).branch_of is None
