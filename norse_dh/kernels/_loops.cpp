@@ -272,22 +272,39 @@ __attribute__((always_inline)) inline void vstore(S* p, typename Vec<S>::type v)
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, polynomial (float: minimax degree 6, relative error < 2e-7;
 // double: Taylor degree 13, < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
 // (double) are returned as exactly 0, so that no denormal ever enters the backward loop.
+// a * b + c, fused where the target has FMA (the surrogate only: it feeds gradients, which are compared to a
+// tolerance; the forward keeps separate roundings for bit-identity)
+inline float fmadd(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+inline double fmadd(double a, double b, double c) {
+#if defined(__FMA__)
+  return __builtin_fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 inline float exp_neg(float x) {
   const bool tiny = x < -80.0f;  // result below ~1e-35: return exactly 0 (denormal products are ~100x slower)
   x = tiny ? -80.0f : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (x * 1.44269504088896341f + shifter) - shifter;
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  const float n = fmadd(x, 1.44269504088896341f, shifter) - shifter;
+  const float r = fmadd(-n, 1.428606765330187045e-06f, fmadd(-n, 0.693145751953125f, x));
   // degree-6 minimax polynomial of exp on |r| <= ln2/2 (Lawson-weighted fit of the relative error, coefficients
   // rounded to float): 1.9e-9 relative before rounding, < 1e-7 evaluated in float (the degree-7 Taylor polynomial
   // it replaced took two more operations for the same float accuracy)
   float p = 0x1.6ab928p-10f;
-  p = p * r + 0x1.126d64p-7f;
-  p = p * r + 0x1.55589cp-5f;
-  p = p * r + 0x1.55540ap-3f;
-  p = p * r + 0x1.fffffap-2f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  p = fmadd(p, r, 0x1.126d64p-7f);
+  p = fmadd(p, r, 0x1.55589cp-5f);
+  p = fmadd(p, r, 0x1.55540ap-3f);
+  p = fmadd(p, r, 0x1.fffffap-2f);
+  p = fmadd(p, r, 1.0f);
+  p = fmadd(p, r, 1.0f);
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
@@ -298,13 +315,13 @@ inline double exp_neg(double x) {
   const bool tiny = x < -700.0;
   x = tiny ? -700.0 : x;
   const double shifter = 6755399441055744.0;  // 1.5 * 2^52
-  const double n = (x * 1.4426950408889634074 + shifter) - shifter;
-  const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+  const double n = fmadd(x, 1.4426950408889634074, shifter) - shifter;
+  const double r = fmadd(-n, 1.90821492927058770002e-10, fmadd(-n, 6.93147180369123816490e-01, x));
   double p = 1.0 / 6227020800.0;
   const double inv[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
                         1.0 / 5040.0,      1.0 / 720.0,      1.0 / 120.0,     1.0 / 24.0,     1.0 / 6.0,
                         0.5,               1.0,              1.0};
-  for (double c : inv) p = p * r + c;
+  for (double c : inv) p = fmadd(p, r, c);
   const int64_t bits = (static_cast<int64_t>(n) + 1023) << 52;
   double scale;
   std::memcpy(&scale, &bits, sizeof(scale));
@@ -334,7 +351,7 @@ struct MG {
   // 2 cosh(y) for |y| <= 1 from its even Taylor series (truncation below 3e-9 relative in float, 1e-21 in double)
   static inline S cosh2(S y2) {
     if constexpr (sizeof(S) == 4) {
-      return S(2) + y2 * (S(1) + y2 * (S(1.0 / 12) + y2 * (S(1.0 / 360) + y2 * (S(1.0 / 20160) + y2 * S(1.0 / 1814400)))));
+      return fmadd(y2, fmadd(y2, fmadd(y2, fmadd(y2, fmadd(y2, S(1.0 / 1814400), S(1.0 / 20160)), S(1.0 / 360)), S(1.0 / 12)), S(1)), S(2));
     } else {
       const double c[] = {2.0 / 3628800.0 / 11.0 / 12.0 / 13.0 / 14.0 / 15.0 / 16.0 / 17.0 / 18.0 / 19.0 / 20.0,
                           2.0 / 3628800.0 / 11.0 / 12.0 / 13.0 / 14.0 / 15.0 / 16.0 / 17.0 / 18.0,
@@ -348,7 +365,7 @@ struct MG {
                           1.0,
                           2.0};
       double p = c[0];
-      for (int i = 1; i < 11; ++i) p = p * y2 + c[i];
+      for (int i = 1; i < 11; ++i) p = fmadd(p, y2, c[i]);
       return p;
     }
   }
@@ -523,7 +540,10 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
       const int64_t kr = k;
       for (int64_t m = 0; m < M; m += 16) {
         const __mmask16 live = M - m >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (M - m)) - 1u);
-        const __m512 v = _mm512_maskz_loadu_ps(live, xr + m);
+        // plain loads (a row's tail block reads into the next row, masked off in the compare): masked loads of
+        // blocks that straddle cache lines took most of the scan's time; only the last row's tail is masked
+        const __m512 v = r + 1 < R || live == 0xFFFF ? _mm512_loadu_ps(xr + m) : _mm512_maskz_loadu_ps(live, xr + m);
+        __builtin_prefetch(xr + m + 512, 0, 3);  // 2 kB ahead (past the end: a prefetch never faults)
         const __mmask16 nz = _mm512_mask_cmp_ps_mask(live, v, zero, _CMP_NEQ_UQ);
         // compress in registers, store whole vectors (the slack past k is overwritten by the next store); no
         // branch on nz: at spike densities a block is empty often enough for the branch to mispredict
@@ -1240,60 +1260,74 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
     thv[v] = vload(vth + v * L);
   }
   const V one = V{} + S(1);
+  const int64_t BN = B * N;
   alignas(64) S Ibuf[G * P];
-  for (int64_t b0 = 0; b0 < B; b0 += G) {
-    const int64_t nb = std::min<int64_t>(G, B - b0);
-    V iv[G][DC][NV], uv[G][NV], zv[G][NV];
-#pragma GCC unroll 16
-    for (int g = 0; g < G; ++g) {
-      if (g < nb) {
-        narrow_load_bm<NV, DC, S>(i0 + (b0 + g) * P, iv[g]);
-        for (int v = 0; v < NV; ++v) {
-          uv[g][v] = vload(u0 + (b0 + g) * N + v * L);
-          zv[g][v] = vload(z0 + (b0 + g) * N + v * L);
-        }
-      } else {
-        for (int d = 0; d < DC; ++d)
-          for (int v = 0; v < NV; ++v) iv[g][d][v] = V{};
-        for (int v = 0; v < NV; ++v) uv[g][v] = zv[g][v] = V{};
-      }
+  // chunk-major: all row groups through chunk c of K steps, then chunk c + 1, so the chunk's events (K * B
+  // consecutive CSR rows) and z rows are walked nearly in memory order (group-major walked each group's rows with
+  // a stride of B rows per step); the state waits between chunks in ist / ust (branch-major)
+  std::vector<S> ist(B * P), ust(B * N);
+  for (int64_t bb = 0; bb < B; ++bb) {
+    for (int64_t n = 0; n < N; ++n) {
+      for (int d = 0; d < DC; ++d) ist[bb * P + d * N + n] = i0[bb * P + n * DC + d];
+      ust[bb * N + n] = u0[bb * N + n];
     }
-    for (int64_t t = 0; t < T; ++t) {
-      if (i_ck && t % K == 0) {
-        const int64_t c = t / K;
+  }
+  const int64_t chunks = (T + K - 1) / K;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+    const S* zin = t0 == 0 ? z0 : z + (t0 - 1) * BN;
+    for (int64_t b0 = 0; b0 < B; b0 += G) {
+      const int64_t nb = std::min<int64_t>(G, B - b0);
+      V iv[G][DC][NV], uv[G][NV], zv[G][NV];
 #pragma GCC unroll 16
-        for (int g = 0; g < G; ++g) {
-          if (g >= nb) break;
+      for (int g = 0; g < G; ++g) {
+        const bool live = g < nb;
+        for (int d = 0; d < DC; ++d)
+          for (int v = 0; v < NV; ++v) iv[g][d][v] = live ? vload(ist.data() + (b0 + g) * P + d * N + v * L) : V{};
+        for (int v = 0; v < NV; ++v) {
+          uv[g][v] = live ? vload(ust.data() + (b0 + g) * N + v * L) : V{};
+          zv[g][v] = live ? vload(zin + (b0 + g) * N + v * L) : V{};
+        }
+        if (live && i_ck) {  // checkpoint: the state entering chunk c
           for (int d = 0; d < DC; ++d)
             for (int v = 0; v < NV; ++v) vstore(i_ck + (c * B + b0 + g) * P + d * N + v * L, iv[g][d][v]);
           for (int v = 0; v < NV; ++v) vstore(u_ck + (c * B + b0 + g) * N + v * L, uv[g][v]);
         }
       }
-      narrow_prefetch_events(t, T, B, b0, nb, rowptr, rows, cols, vals);
-      narrow_project<NV, DC, S>(t * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf);
+      for (int64_t t = t0; t < t1; ++t) {
+        narrow_prefetch_events(t, t1, B, b0, nb, rowptr, rows, cols, vals);
+        narrow_project<NV, DC, S>(t * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf);
 #pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
+        for (int g = 0; g < G; ++g) {
 #pragma GCC unroll 16
-        for (int d = 0; d < DC; ++d)
+          for (int d = 0; d < DC; ++d)
 #pragma GCC unroll 16
-          for (int v = 0; v < NV; ++v)
-            iv[g][d][v] = av[d][v] * iv[g][d][v] + oav[d][v] * vload(Ibuf + g * P + d * N + v * L);
+            for (int v = 0; v < NV; ++v)
+              iv[g][d][v] = av[d][v] * iv[g][d][v] + oav[d][v] * vload(Ibuf + g * P + d * N + v * L);
 #pragma GCC unroll 16
-        for (int v = 0; v < NV; ++v) {
-          V c = iv[g][0][v];
-          for (int d = 1; d < DC; ++d) c = c + iv[g][d][v];
-          const V u = soma_v<RESET, S>(bv[v], uv[g][v], obv[v], c, thv[v], zv[g][v]);
-          uv[g][v] = u;
-          zv[g][v] = (u - thv[v]) > S(0) ? one : V{};
-          if (g < nb) vstore(z + (t * B + b0 + g) * N + v * L, zv[g][v]);
+          for (int v = 0; v < NV; ++v) {
+            V cs = iv[g][0][v];
+            for (int d = 1; d < DC; ++d) cs = cs + iv[g][d][v];
+            const V u = soma_v<RESET, S>(bv[v], uv[g][v], obv[v], cs, thv[v], zv[g][v]);
+            uv[g][v] = u;
+            zv[g][v] = (u - thv[v]) > S(0) ? one : V{};
+            if (g < nb) vstore(z + (t * B + b0 + g) * N + v * L, zv[g][v]);
+          }
         }
       }
-    }
 #pragma GCC unroll 16
-    for (int g = 0; g < G; ++g) {
-      if (g >= nb) break;
-      narrow_store_bm<NV, DC, S>(i_T + (b0 + g) * P, iv[g]);
-      for (int v = 0; v < NV; ++v) vstore(u_T + (b0 + g) * N + v * L, uv[g][v]);
+      for (int g = 0; g < G; ++g) {
+        if (g >= nb) break;
+        for (int d = 0; d < DC; ++d)
+          for (int v = 0; v < NV; ++v) vstore(ist.data() + (b0 + g) * P + d * N + v * L, iv[g][d][v]);
+        for (int v = 0; v < NV; ++v) vstore(ust.data() + (b0 + g) * N + v * L, uv[g][v]);
+      }
+    }
+  }
+  for (int64_t bb = 0; bb < B; ++bb) {
+    for (int64_t n = 0; n < N; ++n) {
+      for (int d = 0; d < DC; ++d) i_T[bb * P + n * DC + d] = ist[bb * P + d * N + n];
+      u_T[bb * N + n] = ust[bb * N + n];
     }
   }
 }
@@ -1334,23 +1368,31 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   std::vector<double> gaD(P, 0.0), gbiasD(P, 0.0), gbD(N, 0.0), gvD(N, 0.0);
   const V zero = V{};
   const int64_t chunks = (T + K - 1) / K;
-  for (int64_t b0 = 0; b0 < B; b0 += G) {
-    const int64_t nb = std::min<int64_t>(G, B - b0);
-    V ci[G][DC][NV], cu[G][NV], cz[G][NV];
-#pragma GCC unroll 16
-    for (int g = 0; g < G; ++g) {
-      if (g < nb && giT)
-        narrow_load_bm<NV, DC, S>(giT + (b0 + g) * P, ci[g]);
-      else
-        for (int d = 0; d < DC; ++d)
-          for (int v = 0; v < NV; ++v) ci[g][d][v] = zero;
-      for (int v = 0; v < NV; ++v) {
-        cu[g][v] = g < nb && guT ? vload(guT + (b0 + g) * N + v * L) : zero;
-        cz[g][v] = g < nb && gzT ? vload(gzT + (b0 + g) * N + v * L) : zero;
-      }
+  // chunk-major (see narrow_fwd): the carried adjoints wait between chunks in cist / cust / czst (branch-major)
+  std::vector<S> cist(B * P, S(0)), cust(B * N, S(0)), czst(B * N, S(0));
+  for (int64_t bb = 0; bb < B; ++bb) {
+    for (int64_t n = 0; n < N; ++n) {
+      if (giT)
+        for (int d = 0; d < DC; ++d) cist[bb * P + d * N + n] = giT[bb * P + n * DC + d];
+      if (guT) cust[bb * N + n] = guT[bb * N + n];
+      if (gzT) czst[bb * N + n] = gzT[bb * N + n];
     }
-    for (int64_t c = chunks - 1; c >= 0; --c) {
-      const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+  }
+  for (int64_t c = chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
+    for (int64_t b0 = 0; b0 < B; b0 += G) {
+      const int64_t nb = std::min<int64_t>(G, B - b0);
+      V ci[G][DC][NV], cu[G][NV], cz[G][NV];
+#pragma GCC unroll 16
+      for (int g = 0; g < G; ++g) {
+        const bool live = g < nb;
+        for (int d = 0; d < DC; ++d)
+          for (int v = 0; v < NV; ++v) ci[g][d][v] = live ? vload(cist.data() + (b0 + g) * P + d * N + v * L) : zero;
+        for (int v = 0; v < NV; ++v) {
+          cu[g][v] = live ? vload(cust.data() + (b0 + g) * N + v * L) : zero;
+          cz[g][v] = live ? vload(czst.data() + (b0 + g) * N + v * L) : zero;
+        }
+      }
       {  // recompute the chunk's forward from its checkpoint
         V iv[G][DC][NV], uv[G][NV], zv[G][NV];
 #pragma GCC unroll 16
@@ -1402,6 +1444,13 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
       for (int64_t t = t1 - 1; t >= t0; --t) {
         const int64_t l = t - t0;
         const S* zprev = t == 0 ? z0 : z + (t - 1) * BN;
+        if (t >= 5) {  // the rows of z and dL/dz a few steps back: strided by B rows per step, not prefetched
+          const int64_t tp = t - 4;  // by the hardware
+          for (int64_t o = 0; o < nb * N * int64_t(sizeof(S)); o += 64) {
+            if (gz) __builtin_prefetch(reinterpret_cast<const char*>(gz + (tp * B + b0) * N) + o, 0, 3);
+            __builtin_prefetch(reinterpret_cast<const char*>(z + ((tp - 1) * B + b0) * N) + o, 0, 3);
+          }
+        }
 #pragma GCC unroll 16
         for (int g = 0; g < G; ++g) {
           const int64_t o = l * G + g;
@@ -1476,15 +1525,23 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           gbD[v * L + l] += double(accB[v][l]);
           gvD[v * L + l] -= double(accV[v][l]);
         }
-    }
 #pragma GCC unroll 16
-    for (int g = 0; g < G; ++g) {
-      if (g >= nb) break;
-      narrow_store_bm<NV, DC, S>(gi0 + (b0 + g) * P, ci[g]);
-      for (int v = 0; v < NV; ++v) {
-        vstore(gu0 + (b0 + g) * N + v * L, cu[g][v]);
-        vstore(gz0 + (b0 + g) * N + v * L, cz[g][v]);
+      for (int g = 0; g < G; ++g) {
+        if (g >= nb) break;
+        for (int d = 0; d < DC; ++d)
+          for (int v = 0; v < NV; ++v) vstore(cist.data() + (b0 + g) * P + d * N + v * L, ci[g][d][v]);
+        for (int v = 0; v < NV; ++v) {
+          vstore(cust.data() + (b0 + g) * N + v * L, cu[g][v]);
+          vstore(czst.data() + (b0 + g) * N + v * L, cz[g][v]);
+        }
       }
+    }
+  }
+  for (int64_t bb = 0; bb < B; ++bb) {
+    for (int64_t n = 0; n < N; ++n) {
+      for (int d = 0; d < DC; ++d) gi0[bb * P + n * DC + d] = cist[bb * P + d * N + n];
+      gu0[bb * N + n] = cust[bb * N + n];
+      gz0[bb * N + n] = czst[bb * N + n];
     }
   }
   for (int64_t n = 0; n < N; ++n) {
