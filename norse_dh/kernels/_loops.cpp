@@ -1218,22 +1218,35 @@ __attribute__((always_inline)) inline void narrow_store_bm(S* dst, const typenam
     for (int d = 0; d < DC; ++d) dst[n * DC + d] = tmp[d * N + n];
 }
 
-// Software prefetch for the narrow kernels: a group walks the (T*B)-row arrays with a stride of B rows per step,
-// which the hardware prefetcher does not follow; measured, the loads of the step's events stalled the projection.
-// Row pointers 16 steps ahead, the events 4 steps ahead (through the row pointers fetched earlier).
+// Software prefetch for the narrow kernels. A row group walks the (T*B)-row event arrays with a stride of B rows
+// per step, which the hardware prefetcher does not follow, and the forward reads the events the scan wrote out of
+// L2 long before (measured: the forward's projection cost 4x the backward's recompute of it). So at step t of group
+// b0 the events of the next group at the same step (read about K steps later; the last group: the first group of the
+// next chunk) and of this group 4 steps ahead are fetched into L1.
 template <typename S>
-__attribute__((always_inline)) inline void narrow_prefetch_events(int64_t t, int64_t T, int64_t B, int64_t b0,
-                                                                  int64_t nb, const int64_t* rowptr,
-                                                                  const int32_t* rows, const int32_t* cols,
-                                                                  const S* vals) {
-  if (t + 16 < T) __builtin_prefetch(rowptr + (t + 16) * B + b0, 0, 3);
-  if (t + 4 < T) {
-    const int64_t k0 = rowptr[(t + 4) * B + b0], k1 = rowptr[(t + 4) * B + b0 + nb];
-    for (int64_t k = k0; k < k1 + 16; k += 16) {
-      __builtin_prefetch(cols + k, 0, 3);
-      __builtin_prefetch(rows + k, 0, 3);
-      __builtin_prefetch(vals + k, 0, 3);
-    }
+__attribute__((always_inline)) inline void narrow_prefetch_rows(int64_t r0, int64_t r1, const int64_t* rowptr,
+                                                                const int32_t* rows, const int32_t* cols,
+                                                                const S* vals) {
+  const int64_t k0 = rowptr[r0], k1 = rowptr[r1];
+  for (int64_t k = k0; k < k1 + 16; k += 16) {
+    __builtin_prefetch(cols + k, 0, 3);
+    __builtin_prefetch(rows + k, 0, 3);
+    __builtin_prefetch(vals + k, 0, 3);
+  }
+}
+
+template <typename S>
+__attribute__((always_inline)) inline void narrow_prefetch_events(int64_t t, int64_t t1, int64_t T, int64_t B,
+                                                                  int64_t K, int64_t b0, int64_t G,
+                                                                  const int64_t* rowptr, const int32_t* rows,
+                                                                  const int32_t* cols, const S* vals) {
+  if (t + 4 < t1) narrow_prefetch_rows(t * B + B * 4 + b0, (t + 4) * B + std::min(B, b0 + G), rowptr, rows, cols, vals);
+  if (b0 + G < B) {
+    __builtin_prefetch(rowptr + t * B + b0 + 2 * G, 0, 3);
+    narrow_prefetch_rows(t * B + b0 + G, t * B + std::min(B, b0 + 2 * G), rowptr, rows, cols, vals);
+  } else if (t + K < T && t + K >= 0) {  // K < 0: the backward's next chunk is the previous one
+    __builtin_prefetch(rowptr + (t + K) * B, 0, 3);
+    narrow_prefetch_rows((t + K) * B, (t + K) * B + std::min(B, G), rowptr, rows, cols, vals);
   }
 }
 
@@ -1261,7 +1274,7 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   }
   const V one = V{} + S(1);
   const int64_t BN = B * N;
-  alignas(64) S Ibuf[G * P];
+  alignas(64) S Ibuf2[2][G * P];
   // chunk-major: all row groups through chunk c of K steps, then chunk c + 1, so the chunk's events (K * B
   // consecutive CSR rows) and z rows are walked nearly in memory order (group-major walked each group's rows with
   // a stride of B rows per step); the state waits between chunks in ist / ust (branch-major)
@@ -1294,9 +1307,16 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           for (int v = 0; v < NV; ++v) vstore(u_ck + (c * B + b0 + g) * N + v * L, uv[g][v]);
         }
       }
+      // software-pipelined: step t + 1's projection is issued before step t's state update, which then reads a
+      // projection finished one step earlier (measured: the update waiting on the projection just issued made the
+      // forward's projection cost several times the backward's recompute of it)
+      narrow_project<NV, DC, S>(t0 * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
       for (int64_t t = t0; t < t1; ++t) {
-        narrow_prefetch_events(t, t1, B, b0, nb, rowptr, rows, cols, vals);
-        narrow_project<NV, DC, S>(t * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf);
+        S* __restrict Ibuf = Ibuf2[t & 1];
+        if (t + 1 < t1) {
+          narrow_prefetch_events(t, t1, T, B, K, b0, G, rowptr, rows, cols, vals);
+          narrow_project<NV, DC, S>((t + 1) * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
+        }
 #pragma GCC unroll 16
         for (int g = 0; g < G; ++g) {
 #pragma GCC unroll 16
@@ -1360,7 +1380,7 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
     thv[v] = vload(vth + v * L);
   }
   const V one = V{} + S(1);
-  alignas(64) S Ibuf[G * P], Gbuf[G * P];
+  alignas(64) S Ibuf2[2][G * P], Gbuf[G * P];
   // the chunk's recomputed values: e = i[t-1] - I[t] (P per row), u - theta then the surrogate, q, u[t-1] (N)
   std::vector<S> E(K * G * P), XS(K * G * N), SD(K * G * N), Q(K * G * N), UP(RESET == ZERO ? K * G * N : 0);
   const int64_t W = tab.W;
@@ -1406,10 +1426,14 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
             zv[g][v] = live ? vload((t0 == 0 ? z0 : z + (t0 - 1) * BN) + (b0 + g) * N + v * L) : zero;
           }
         }
-        for (int64_t t = t0; t < t1; ++t) {
+        narrow_project<NV, DC, S>(t0 * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
+        for (int64_t t = t0; t < t1; ++t) {  // software-pipelined as in narrow_fwd
           const int64_t l = t - t0;
-          narrow_prefetch_events(t, t1, B, b0, nb, rowptr, rows, cols, vals);
-          narrow_project<NV, DC, S>(t * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf);
+          S* __restrict Ibuf = Ibuf2[t & 1];
+          if (t + 1 < t1) {
+            narrow_prefetch_events(t, t1, T, B, -K, b0, G, rowptr, rows, cols, vals);
+            narrow_project<NV, DC, S>((t + 1) * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
+          }
 #pragma GCC unroll 16
           for (int g = 0; g < G; ++g) {
             const int64_t o = l * G + g;
