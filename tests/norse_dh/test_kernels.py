@@ -738,3 +738,39 @@ def test_branch_of_only_for_one_shared_monotone_pattern():
         assert plan_for(DHLIF(M, N, D, mask=mask, seed=0).dendrites.mask, M, D).branch_of is None
     reversed_pattern = contiguous.flip(1).contiguous()  # a shared partition, but branches decrease along inputs
     assert plan_for(reversed_pattern, reversed_pattern.shape[1], D).branch_of is None
+
+
+@pytest.mark.parametrize("mask", ["contiguous", "random"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_narrow_dhsfnn_carried_state_matches_cell(mask, reset):
+    """A narrow layer run on a sequence in two pieces, the state of the first piece carried into the second (non-zero
+    initial branch currents, membrane and spikes enter the kernel, and their gradients leave it), against the cell
+    over the whole sequence: identical spikes, gradients of the input and every parameter to 1e-5 (float64)."""
+    T1, T2, B, M, N, D = 7, 6, 5, 11, 8, 2
+    kw = dict(mask=mask, reset=reset, v_th=0.3, soma_tau_init="small", seed=9, mask_seed=9)
+    torch.manual_seed(9)
+    seq, cell = DHLIF(M, N, D, **kw).double(), DHLIFCell(M, N, D, **kw).double()
+    _drive(seq, 3.0)
+    cell.load_state_dict(seq.state_dict())
+    x = _inputs(T1 + T2, B, M, 0.1, 9)  # below the event break-even: the fused (narrow) path
+    w = torch.randn(T1 + T2, B, N, generator=torch.Generator().manual_seed(10), dtype=F64)
+    xs, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    from norse_dh.kernels import fused
+
+    assert fused.narrow_vectors(N, D, F64) == 1  # 8 float64 neurons: one vector per branch
+    z1, state = seq(xs[:T1])
+    assert "FusedDHSFNN" in type(z1.grad_fn).__name__
+    z2, _ = seq(xs[T1:], state)
+    z_seq = torch.cat([z1, z2])
+    state, outs = None, []
+    for x_t in xc.unbind(0):
+        o, state = cell(x_t, state)
+        outs.append(o)
+    z_cell = torch.stack(outs)
+    assert float(z_cell.detach().mean()) > 0.01 and torch.equal(z_seq, z_cell)
+    (z_seq * w).sum().backward()
+    (z_cell * w).sum().backward()
+    _close(xs.grad, xc.grad, "gradient of the input")
+    ref = dict(cell.named_parameters())
+    for name, p in seq.named_parameters():
+        _close(p.grad, ref[name].grad, f"gradient of {name}")
