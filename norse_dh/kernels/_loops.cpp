@@ -268,27 +268,24 @@ __attribute__((always_inline)) inline void vstore(S* p, typename Vec<S>::type v)
   std::memcpy(p, &v, sizeof(v));
 }
 
-// exp(x) for x <= 0 as straight-line arithmetic that the compiler vectorises (glibc's exp is a scalar call):
-// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, polynomial (float: minimax degree 6, relative error < 2e-7;
-// double: Taylor degree 13, < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
-// (double) are returned as exactly 0, so that no denormal ever enters the backward loop.
 // a * b + c, fused where the target has FMA (the surrogate only: it feeds gradients, which are compared to a
 // tolerance; the forward keeps separate roundings for bit-identity)
-inline float fmadd(float a, float b, float c) {
+template <typename S>
+inline S fmadd(S a, S b, S c) {
 #if defined(__FMA__)
-  return __builtin_fmaf(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-inline double fmadd(double a, double b, double c) {
-#if defined(__FMA__)
-  return __builtin_fma(a, b, c);
+  if constexpr (sizeof(S) == 4)
+    return __builtin_fmaf(a, b, c);
+  else
+    return __builtin_fma(a, b, c);
 #else
   return a * b + c;
 #endif
 }
 
+// exp(x) for x <= 0 as straight-line arithmetic that the compiler vectorises (glibc's exp is a scalar call):
+// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, polynomial (float: minimax degree 6, relative error < 2e-7;
+// double: Taylor degree 13, < 1e-16), scale by 2^n through the exponent bits. Results below ~1e-35 (float) / 1e-304
+// (double) are returned as exactly 0, so that no denormal ever enters the backward loop.
 inline float exp_neg(float x) {
   const bool tiny = x < -80.0f;  // result below ~1e-35: return exactly 0 (denormal products are ~100x slower)
   x = tiny ? -80.0f : x;
@@ -1134,6 +1131,61 @@ struct NarrowTables {
   }
 };
 
+// The per-neuron factors of a narrow kernel in registers: a, 1 - a (branch-major), b, 1 - b, theta.
+template <int NV, int DC, typename S>
+struct NarrowFactors {
+  typedef typename Vec<S>::type V;
+  static constexpr int L = Narrow<NV, DC, S>::L, N = Narrow<NV, DC, S>::N;
+  V a[DC][NV], oma[DC][NV], b[NV], omb[NV], th[NV];
+  NarrowFactors(const NarrowTables<S>& tab, const S* b_, const S* vth) {
+    for (int d = 0; d < DC; ++d)
+      for (int v = 0; v < NV; ++v) {
+        a[d][v] = vload(tab.a.data() + d * N + v * L);
+        oma[d][v] = vload(tab.oma.data() + d * N + v * L);
+      }
+    for (int v = 0; v < NV; ++v) {
+      b[v] = vload(b_ + v * L);
+      omb[v] = S(1) - b[v];
+      th[v] = vload(vth + v * L);
+    }
+  }
+};
+
+// The registers of a row group (rows b0.., nb of them real, zeros past nb) from a branch-major (B, P) array and two
+// (B, N) arrays, and back.
+template <int NV, int DC, typename S, typename V, int G>
+__attribute__((always_inline)) inline void narrow_load_group(int64_t b0, int64_t nb, const S* ip, const S* up,
+                                                             const S* zp, V (&i)[G][DC][NV], V (&u)[G][NV],
+                                                             V (&z)[G][NV]) {
+  constexpr int L = Narrow<NV, DC, S>::L, N = Narrow<NV, DC, S>::N, P = Narrow<NV, DC, S>::P;
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    const bool live = g < nb;
+    for (int d = 0; d < DC; ++d)
+      for (int v = 0; v < NV; ++v) i[g][d][v] = live ? vload(ip + (b0 + g) * P + d * N + v * L) : V{};
+    for (int v = 0; v < NV; ++v) {
+      u[g][v] = live ? vload(up + (b0 + g) * N + v * L) : V{};
+      z[g][v] = live ? vload(zp + (b0 + g) * N + v * L) : V{};
+    }
+  }
+}
+template <int NV, int DC, typename S, typename V, int G>
+__attribute__((always_inline)) inline void narrow_store_group(int64_t b0, int64_t nb, S* ip, S* up, S* zp,
+                                                              const V (&i)[G][DC][NV], const V (&u)[G][NV],
+                                                              const V (&z)[G][NV]) {
+  constexpr int L = Narrow<NV, DC, S>::L, N = Narrow<NV, DC, S>::N, P = Narrow<NV, DC, S>::P;
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    if (g >= nb) break;
+    for (int d = 0; d < DC; ++d)
+      for (int v = 0; v < NV; ++v) vstore(ip + (b0 + g) * P + d * N + v * L, i[g][d][v]);
+    for (int v = 0; v < NV; ++v) {
+      vstore(up + (b0 + g) * N + v * L, u[g][v]);
+      if (zp) vstore(zp + (b0 + g) * N + v * L, z[g][v]);
+    }
+  }
+}
+
 // Branch input of the G rows of one group step (global rows r0.., nb of them real) into Ibuf (G * P,
 // branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running sums in
 // registers (restarted at a new segment, stored after every event: see event_flat_block). Rows past nb keep the
@@ -1261,17 +1313,9 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   typedef typename X::V V;
   constexpr int L = X::L, N = X::N, P = X::P, G = X::G;
   const NarrowTables<S> tab(M, N, DC, bof, wt, bias, a);
-  V av[DC][NV], oav[DC][NV], bv[NV], obv[NV], thv[NV];
-  for (int d = 0; d < DC; ++d)
-    for (int v = 0; v < NV; ++v) {
-      av[d][v] = vload(tab.a.data() + d * N + v * L);
-      oav[d][v] = vload(tab.oma.data() + d * N + v * L);
-    }
-  for (int v = 0; v < NV; ++v) {
-    bv[v] = vload(b + v * L);
-    obv[v] = S(1) - bv[v];
-    thv[v] = vload(vth + v * L);
-  }
+  const NarrowFactors<NV, DC, S> f(tab, b, vth);
+  const auto &av = f.a, &oav = f.oma;
+  const auto &bv = f.b, &obv = f.omb, &thv = f.th;
   const V one = V{} + S(1);
   const int64_t BN = B * N;
   alignas(64) S Ibuf2[2][G * P];
@@ -1292,21 +1336,9 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
     for (int64_t b0 = 0; b0 < B; b0 += G) {
       const int64_t nb = std::min<int64_t>(G, B - b0);
       V iv[G][DC][NV], uv[G][NV], zv[G][NV];
-#pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
-        const bool live = g < nb;
-        for (int d = 0; d < DC; ++d)
-          for (int v = 0; v < NV; ++v) iv[g][d][v] = live ? vload(ist.data() + (b0 + g) * P + d * N + v * L) : V{};
-        for (int v = 0; v < NV; ++v) {
-          uv[g][v] = live ? vload(ust.data() + (b0 + g) * N + v * L) : V{};
-          zv[g][v] = live ? vload(zin + (b0 + g) * N + v * L) : V{};
-        }
-        if (live && i_ck) {  // checkpoint: the state entering chunk c
-          for (int d = 0; d < DC; ++d)
-            for (int v = 0; v < NV; ++v) vstore(i_ck + (c * B + b0 + g) * P + d * N + v * L, iv[g][d][v]);
-          for (int v = 0; v < NV; ++v) vstore(u_ck + (c * B + b0 + g) * N + v * L, uv[g][v]);
-        }
-      }
+      narrow_load_group<NV, DC, S>(b0, nb, ist.data(), ust.data(), zin, iv, uv, zv);
+      if (i_ck)  // checkpoint: the state entering chunk c
+        narrow_store_group<NV, DC, S>(b0, nb, i_ck + c * B * P, u_ck + c * B * N, nullptr, iv, uv, zv);
       // software-pipelined: step t + 1's projection is issued before step t's state update, which then reads a
       // projection finished one step earlier (measured: the update waiting on the projection just issued made the
       // forward's projection cost several times the backward's recompute of it)
@@ -1335,13 +1367,7 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           }
         }
       }
-#pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
-        if (g >= nb) break;
-        for (int d = 0; d < DC; ++d)
-          for (int v = 0; v < NV; ++v) vstore(ist.data() + (b0 + g) * P + d * N + v * L, iv[g][d][v]);
-        for (int v = 0; v < NV; ++v) vstore(ust.data() + (b0 + g) * N + v * L, uv[g][v]);
-      }
+      narrow_store_group<NV, DC, S>(b0, nb, ist.data(), ust.data(), nullptr, iv, uv, zv);
     }
   }
   for (int64_t bb = 0; bb < B; ++bb) {
@@ -1368,17 +1394,9 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   const int64_t BN = B * N;
   const NarrowTables<S> tab(M, N, DC, bof, wt, bias, a);
   const MG<S> surr(mg[0], mg[1], mg[2], mg[3]);
-  V av[DC][NV], oav[DC][NV], bv[NV], obv[NV], thv[NV];
-  for (int d = 0; d < DC; ++d)
-    for (int v = 0; v < NV; ++v) {
-      av[d][v] = vload(tab.a.data() + d * N + v * L);
-      oav[d][v] = vload(tab.oma.data() + d * N + v * L);
-    }
-  for (int v = 0; v < NV; ++v) {
-    bv[v] = vload(b + v * L);
-    obv[v] = S(1) - bv[v];
-    thv[v] = vload(vth + v * L);
-  }
+  const NarrowFactors<NV, DC, S> f(tab, b, vth);
+  const auto &av = f.a, &oav = f.oma;
+  const auto &bv = f.b, &obv = f.omb, &thv = f.th;
   const V one = V{} + S(1);
   alignas(64) S Ibuf2[2][G * P], Gbuf[G * P];
   // the chunk's recomputed values: e = i[t-1] - I[t] (P per row), u - theta then the surrogate, q, u[t-1] (N)
@@ -1403,29 +1421,11 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
     for (int64_t b0 = 0; b0 < B; b0 += G) {
       const int64_t nb = std::min<int64_t>(G, B - b0);
       V ci[G][DC][NV], cu[G][NV], cz[G][NV];
-#pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
-        const bool live = g < nb;
-        for (int d = 0; d < DC; ++d)
-          for (int v = 0; v < NV; ++v) ci[g][d][v] = live ? vload(cist.data() + (b0 + g) * P + d * N + v * L) : zero;
-        for (int v = 0; v < NV; ++v) {
-          cu[g][v] = live ? vload(cust.data() + (b0 + g) * N + v * L) : zero;
-          cz[g][v] = live ? vload(czst.data() + (b0 + g) * N + v * L) : zero;
-        }
-      }
+      narrow_load_group<NV, DC, S>(b0, nb, cist.data(), cust.data(), czst.data(), ci, cu, cz);
       {  // recompute the chunk's forward from its checkpoint
         V iv[G][DC][NV], uv[G][NV], zv[G][NV];
-#pragma GCC unroll 16
-        for (int g = 0; g < G; ++g) {
-          const bool live = g < nb;
-          for (int d = 0; d < DC; ++d)
-            for (int v = 0; v < NV; ++v)
-              iv[g][d][v] = live ? vload(i_ck + (c * B + b0 + g) * P + d * N + v * L) : zero;
-          for (int v = 0; v < NV; ++v) {
-            uv[g][v] = live ? vload(u_ck + (c * B + b0 + g) * N + v * L) : zero;
-            zv[g][v] = live ? vload((t0 == 0 ? z0 : z + (t0 - 1) * BN) + (b0 + g) * N + v * L) : zero;
-          }
-        }
+        narrow_load_group<NV, DC, S>(b0, nb, i_ck + c * B * P, u_ck + c * B * N, t0 == 0 ? z0 : z + (t0 - 1) * BN, iv,
+                                     uv, zv);
         narrow_project<NV, DC, S>(t0 * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
         for (int64_t t = t0; t < t1; ++t) {  // software-pipelined as in narrow_fwd
           const int64_t l = t - t0;
@@ -1549,16 +1549,7 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           gbD[v * L + l] += double(accB[v][l]);
           gvD[v * L + l] -= double(accV[v][l]);
         }
-#pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
-        if (g >= nb) break;
-        for (int d = 0; d < DC; ++d)
-          for (int v = 0; v < NV; ++v) vstore(cist.data() + (b0 + g) * P + d * N + v * L, ci[g][d][v]);
-        for (int v = 0; v < NV; ++v) {
-          vstore(cust.data() + (b0 + g) * N + v * L, cu[g][v]);
-          vstore(czst.data() + (b0 + g) * N + v * L, cz[g][v]);
-        }
-      }
+      narrow_store_group<NV, DC, S>(b0, nb, cist.data(), cust.data(), czst.data(), ci, cu, cz);
     }
   }
   for (int64_t bb = 0; bb < B; ++bb) {

@@ -105,6 +105,24 @@ def tiling(T: int, B: int, N: int, D: int, itemsize: int) -> tuple[int, int]:
     return max(1, min(T, rows // bc)), bc
 
 
+def _gradients(need, dtype, dx, gwt, gbias, ga, gb, gvth, gi0, gu0, gz0) -> tuple:
+    """The backward's return tuple for ``(x2, w_eff, bias, a, b, vth, i0, u0, z0, <2 non-tensor arguments>)``: the
+    weight gradient back from the transposed layout, the double parameter accumulators in the layer's dtype."""
+    return (
+        dx,
+        gwt.t() if need[1] else None,
+        gbias.to(dtype) if gbias is not None else None,
+        ga.to(dtype) if need[3] else None,
+        gb.to(dtype) if need[4] else None,
+        gvth.to(dtype) if need[5] else None,
+        gi0 if need[6] else None,
+        gu0 if need[7] else None,
+        gz0 if need[8] else None,
+        None,
+        None,
+    )
+
+
 class _FusedDHSFNN(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2, w_eff, bias, a, b, vth, i0, u0, z0, events, cfg):
@@ -183,20 +201,8 @@ class _FusedDHSFNN(torch.autograd.Function):
             _p(up_all), _p(z), _p(gz), _p(gi_T), _p(gu_T), _p(gz_T), _p(gI),
             _p(gwt), _p(gbias), _p(ga), _p(gb), _p(gvth), _p(gi0), _p(gu0), _p(gz0),
         )  # fmt: skip
-        dtype = z.dtype
-        return (
-            gI.view(T * B, N * D) @ wt.t() if need[0] else None,
-            gwt.t() if need[1] else None,
-            gbias.to(dtype) if gbias is not None else None,
-            ga.to(dtype) if need[3] else None,
-            gb.to(dtype) if need[4] else None,
-            gvth.to(dtype) if need[5] else None,
-            gi0 if need[6] else None,
-            gu0 if need[7] else None,
-            gz0 if need[8] else None,
-            None,
-            None,
-        )
+        dx = gI.view(T * B, N * D) @ wt.t() if need[0] else None
+        return _gradients(need, z.dtype, dx, gwt, gbias, ga, gb, gvth, gi0, gu0, gz0)
 
 
 # Narrow kernel (``narrow_fwd`` / ``narrow_bwd`` in _loops.cpp): state checkpoints every K steps with K chosen so that
@@ -269,22 +275,9 @@ def _narrow_backward(ctx, lib, gz, gi_T, gu_T, gz_T):
         _p(bias), _p(a), _p(b), _p(vth), ctypes.addressof(mg_params), _p(z0), _p(i_ck), _p(u_ck), _p(z), _p(gz),
         _p(gi_T), _p(gu_T), _p(gz_T), _p(gI), _p(gwt), _p(gbias), _p(ga), _p(gb), _p(gvth), _p(gi0), _p(gu0), _p(gz0),
     )  # fmt: skip
-    dtype = z.dtype
     # dx = dI @ W with dI branch-major: the weight's columns (n, d) taken in (d, n) order
-    wt_bm = wt.view(M, N, D).transpose(1, 2).reshape(M, D * N) if need[0] else None
-    return (
-        gI @ wt_bm.t() if need[0] else None,
-        gwt.t() if need[1] else None,
-        gbias.to(dtype) if gbias is not None else None,
-        ga.to(dtype) if need[3] else None,
-        gb.to(dtype) if need[4] else None,
-        gvth.to(dtype) if need[5] else None,
-        gi0 if need[6] else None,
-        gu0 if need[7] else None,
-        gz0 if need[8] else None,
-        None,
-        None,
-    )
+    dx = gI @ wt.view(M, N, D).transpose(1, 2).reshape(M, D * N).t() if need[0] else None
+    return _gradients(need, z.dtype, dx, gwt, gbias, ga, gb, gvth, gi0, gu0, gz0)
 
 
 def dhsfnn_sequence(
