@@ -229,6 +229,8 @@ def _narrow_chunk(T: int, N: int, D: int, itemsize: int) -> int:
 
 
 def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z0, cfg, opts):
+    """:class:`_FusedDHSFNN`'s forward through the narrow kernel (``cfg["narrow"]`` vectors per branch): state
+    checkpoints every K steps when training, nothing else kept."""
     rowptr, cols, vals, rows = events
     T, B, nv, bof = cfg["T"], cfg["B"], cfg["narrow"], cfg["branch_of"]
     N, D = a.shape
@@ -254,6 +256,7 @@ def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z
 
 
 def _narrow_backward(ctx, lib, gz, gi_T, gu_T, gz_T):
+    """:class:`_FusedDHSFNN`'s backward through the narrow kernel (recompute per chunk, adjoint in registers)."""
     rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z = ctx.saved_tensors
     T, B, M, N, D, K = ctx.dims
     cfg, need, suf = ctx.cfg, ctx.needs_input_grad, DTYPES[z.dtype]
