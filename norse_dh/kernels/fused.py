@@ -49,8 +49,8 @@ process CPU time): 7.3-8.3 -> 6.1-6.5 ms, together with an FMA-evaluated surroga
 values; gradients only, compared to a tolerance) and a faster event scan (plain instead of masked loads of the
 line-straddling 40-float rows, prefetch 2 kB ahead: 0.52 -> 0.41 ms from cache, 0.74 -> 0.5 ms from memory). Then
 each step's projection is issued one step ahead of the state update that reads it (software pipelining: the forward
-kernel alone 1.17 -> 0.76 ms); column (c) over 11 later runs 6.1-8.0 ms (cold caches after the interleaved baselines;
-5.6-5.9 ms back to back), 7.98-10.46x the per-step reference, median 9.46x. ``NORSE_DH_NARROW=0`` turns the narrow
+kernel alone 1.17 -> 0.76 ms); column (c) over 14 later runs 6.1-8.0 ms (cold caches after the interleaved baselines;
+5.6-5.9 ms back to back), 7.98-10.46x the per-step reference, median 9.94x. ``NORSE_DH_NARROW=0`` turns the narrow
 kernels off.
 """
 
