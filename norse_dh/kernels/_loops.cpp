@@ -1085,8 +1085,8 @@ void dhsfnn_bwd(int reset, NORSE_DH_BWD_PARAMS(S)) {
 // Narrow fused DH-SFNN (N a multiple of the vector length L, at most 4 vectors of branch values per row: the
 // delayed-XOR / DEAP widths). The tile loops above keep the state of Bc rows in L1 arrays and make several passes
 // over them per step; at these widths their loads, stores and loop set-up cost more than the arithmetic. Here the
-// state of G batch rows (branch currents, membrane, last spikes) and the per-neuron factors stay in registers for
-// all T steps, and a row's branch values are laid out branch-major ([d][n]: D blocks of N), so the branch sum and
+// state of G batch rows (branch currents, membrane, last spikes) and the per-neuron factors stay in registers
+// through a chunk of K steps, and a row's branch values are laid out branch-major ([d][n]: D blocks of N), so the branch sum and
 // the broadcast of a neuron's adjoint to its branches are plain vector operations. With one branch pattern shared
 // by all neurons whose branch index bof[m] never decreases with the input index m (the "contiguous" mask), an input
 // event feeds only its own branch: N multiply-adds instead of N * D ("compact"; the skipped products are the mask's
@@ -1106,6 +1106,20 @@ struct Narrow {
   static constexpr int G = DC * NV <= 2 ? 4 : 2;  // batch rows per group (registers: state and partial sums)
 };
 
+// (rows, N, D) interleaved (the module's layout) <-> (rows, D, N) branch-major (the narrow kernels' layout).
+template <typename S, typename R>
+void to_branch_major(int64_t rows, int64_t N, int64_t D, const S* src, R* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) dst[(r * D + d) * N + n] = R(src[(r * N + n) * D + d]);
+}
+template <typename S, typename R>
+void from_branch_major(int64_t rows, int64_t N, int64_t D, const S* src, R* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) dst[(r * N + n) * D + d] = R(src[(r * D + d) * N + n]);
+}
+
 // Branch-major copies of the parameters and the weight: wn (M, W) with W = N (compact: the entry of input m's
 // branch for each neuron) or W = P (all branches, branch-major); bias, a, 1 - a (P) branch-major.
 template <typename S>
@@ -1115,19 +1129,15 @@ struct NarrowTables {
   NarrowTables(int64_t M, int64_t N, int64_t D, const int32_t* bof, const S* wt, const S* bias_, const S* a_)
       : wn(), bias(N * D), a(N * D), oma(N * D), W(bof ? N : N * D) {
     wn.resize(M * W);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        if (bof)
-          wn[m * N + n] = wt[m * N * D + n * D + bof[m]];
-        else
-          for (int64_t d = 0; d < D; ++d) wn[m * N * D + d * N + n] = wt[m * N * D + n * D + d];
-      }
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t d = 0; d < D; ++d) {
-        bias[d * N + n] = bias_ ? bias_[n * D + d] : S(0);
-        a[d * N + n] = a_[n * D + d];
-        oma[d * N + n] = S(1) - a_[n * D + d];
-      }
+    if (bof) {
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) wn[m * N + n] = wt[m * N * D + n * D + bof[m]];
+    } else {
+      to_branch_major(M, N, D, wt, wn.data());
+    }
+    if (bias_) to_branch_major(1, N, D, bias_, bias.data());
+    to_branch_major(1, N, D, a_, a.data());
+    for (int64_t j = 0; j < N * D; ++j) oma[j] = S(1) - a[j];
   }
 };
 
@@ -1250,58 +1260,6 @@ __attribute__((always_inline)) inline V soma_v(V b, V up, V omb, V c, V th, V zp
   return b * up + omb * c;
 }
 
-// Interleaved (n, d) row <-> branch-major registers.
-template <int NV, int DC, typename S>
-__attribute__((always_inline)) inline void narrow_load_bm(const S* src, typename Narrow<NV, DC, S>::V (&dst)[DC][NV]) {
-  constexpr int N = Narrow<NV, DC, S>::N, L = Narrow<NV, DC, S>::L;
-  alignas(64) S tmp[DC * N];
-  for (int n = 0; n < N; ++n)
-    for (int d = 0; d < DC; ++d) tmp[d * N + n] = src[n * DC + d];
-  for (int d = 0; d < DC; ++d)
-    for (int v = 0; v < NV; ++v) dst[d][v] = vload(tmp + d * N + v * L);
-}
-template <int NV, int DC, typename S>
-__attribute__((always_inline)) inline void narrow_store_bm(S* dst, const typename Narrow<NV, DC, S>::V (&src)[DC][NV]) {
-  constexpr int N = Narrow<NV, DC, S>::N, L = Narrow<NV, DC, S>::L;
-  alignas(64) S tmp[DC * N];
-  for (int d = 0; d < DC; ++d)
-    for (int v = 0; v < NV; ++v) vstore(tmp + d * N + v * L, src[d][v]);
-  for (int n = 0; n < N; ++n)
-    for (int d = 0; d < DC; ++d) dst[n * DC + d] = tmp[d * N + n];
-}
-
-// Software prefetch for the narrow kernels. A row group walks the (T*B)-row event arrays with a stride of B rows
-// per step, which the hardware prefetcher does not follow, and the forward reads the events the scan wrote out of
-// L2 long before (measured: the forward's projection cost 4x the backward's recompute of it). So at step t of group
-// b0 the events of the next group at the same step (read about K steps later; the last group: the first group of the
-// next chunk) and of this group 4 steps ahead are fetched into L1.
-template <typename S>
-__attribute__((always_inline)) inline void narrow_prefetch_rows(int64_t r0, int64_t r1, const int64_t* rowptr,
-                                                                const int32_t* rows, const int32_t* cols,
-                                                                const S* vals) {
-  const int64_t k0 = rowptr[r0], k1 = rowptr[r1];
-  for (int64_t k = k0; k < k1 + 16; k += 16) {
-    __builtin_prefetch(cols + k, 0, 3);
-    __builtin_prefetch(rows + k, 0, 3);
-    __builtin_prefetch(vals + k, 0, 3);
-  }
-}
-
-template <typename S>
-__attribute__((always_inline)) inline void narrow_prefetch_events(int64_t t, int64_t t1, int64_t T, int64_t B,
-                                                                  int64_t K, int64_t b0, int64_t G,
-                                                                  const int64_t* rowptr, const int32_t* rows,
-                                                                  const int32_t* cols, const S* vals) {
-  if (t + 4 < t1) narrow_prefetch_rows(t * B + B * 4 + b0, (t + 4) * B + std::min(B, b0 + G), rowptr, rows, cols, vals);
-  if (b0 + G < B) {
-    __builtin_prefetch(rowptr + t * B + b0 + 2 * G, 0, 3);
-    narrow_prefetch_rows(t * B + b0 + G, t * B + std::min(B, b0 + 2 * G), rowptr, rows, cols, vals);
-  } else if (t + K < T && t + K >= 0) {  // K < 0: the backward's next chunk is the previous one
-    __builtin_prefetch(rowptr + (t + K) * B, 0, 3);
-    narrow_prefetch_rows((t + K) * B, (t + K) * B + std::min(B, G), rowptr, rows, cols, vals);
-  }
-}
-
 // Forward. i0, i_T (B, N, D) interleaved as the module's state; checkpoints i_ck (chunks, B, P) branch-major,
 // u_ck (chunks, B, N) (null: no training); z (T, B, N).
 template <int RESET, int NV, int DC, typename S>
@@ -1322,13 +1280,8 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   // chunk-major: all row groups through chunk c of K steps, then chunk c + 1, so the chunk's events (K * B
   // consecutive CSR rows) and z rows are walked nearly in memory order (group-major walked each group's rows with
   // a stride of B rows per step); the state waits between chunks in ist / ust (branch-major)
-  std::vector<S> ist(B * P), ust(B * N);
-  for (int64_t bb = 0; bb < B; ++bb) {
-    for (int64_t n = 0; n < N; ++n) {
-      for (int d = 0; d < DC; ++d) ist[bb * P + d * N + n] = i0[bb * P + n * DC + d];
-      ust[bb * N + n] = u0[bb * N + n];
-    }
-  }
+  std::vector<S> ist(B * P), ust(u0, u0 + B * N);
+  to_branch_major(B, N, DC, i0, ist.data());
   const int64_t chunks = (T + K - 1) / K;
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
@@ -1346,7 +1299,6 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
       for (int64_t t = t0; t < t1; ++t) {
         S* __restrict Ibuf = Ibuf2[t & 1];
         if (t + 1 < t1) {
-          narrow_prefetch_events(t, t1, T, B, K, b0, G, rowptr, rows, cols, vals);
           narrow_project<NV, DC, S>((t + 1) * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
         }
 #pragma GCC unroll 16
@@ -1370,12 +1322,8 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
       narrow_store_group<NV, DC, S>(b0, nb, ist.data(), ust.data(), nullptr, iv, uv, zv);
     }
   }
-  for (int64_t bb = 0; bb < B; ++bb) {
-    for (int64_t n = 0; n < N; ++n) {
-      for (int d = 0; d < DC; ++d) i_T[bb * P + n * DC + d] = ist[bb * P + d * N + n];
-      u_T[bb * N + n] = ust[bb * N + n];
-    }
-  }
+  from_branch_major(B, N, DC, ist.data(), i_T);
+  std::copy(ust.begin(), ust.end(), u_T);
 }
 
 // Backward (recompute per chunk of K steps, adjoint of tile_bwd in registers). gI_all (T, B, P) branch-major or
@@ -1408,14 +1356,9 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   const int64_t chunks = (T + K - 1) / K;
   // chunk-major (see narrow_fwd): the carried adjoints wait between chunks in cist / cust / czst (branch-major)
   std::vector<S> cist(B * P, S(0)), cust(B * N, S(0)), czst(B * N, S(0));
-  for (int64_t bb = 0; bb < B; ++bb) {
-    for (int64_t n = 0; n < N; ++n) {
-      if (giT)
-        for (int d = 0; d < DC; ++d) cist[bb * P + d * N + n] = giT[bb * P + n * DC + d];
-      if (guT) cust[bb * N + n] = guT[bb * N + n];
-      if (gzT) czst[bb * N + n] = gzT[bb * N + n];
-    }
-  }
+  if (giT) to_branch_major(B, N, DC, giT, cist.data());
+  if (guT) std::copy(guT, guT + B * N, cust.begin());
+  if (gzT) std::copy(gzT, gzT + B * N, czst.begin());
   for (int64_t c = chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
     for (int64_t b0 = 0; b0 < B; b0 += G) {
@@ -1431,7 +1374,6 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           const int64_t l = t - t0;
           S* __restrict Ibuf = Ibuf2[t & 1];
           if (t + 1 < t1) {
-            narrow_prefetch_events(t, t1, T, B, -K, b0, G, rowptr, rows, cols, vals);
             narrow_project<NV, DC, S>((t + 1) * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
           }
 #pragma GCC unroll 16
@@ -1552,30 +1494,19 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
       narrow_store_group<NV, DC, S>(b0, nb, cist.data(), cust.data(), czst.data(), ci, cu, cz);
     }
   }
-  for (int64_t bb = 0; bb < B; ++bb) {
-    for (int64_t n = 0; n < N; ++n) {
-      for (int d = 0; d < DC; ++d) gi0[bb * P + n * DC + d] = cist[bb * P + d * N + n];
-      gu0[bb * N + n] = cust[bb * N + n];
-      gz0[bb * N + n] = czst[bb * N + n];
-    }
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    gb[n] = gbD[n];
-    gvth[n] = gvD[n];
-    for (int64_t d = 0; d < DC; ++d) {
-      ga[n * DC + d] = gaD[d * N + n];
-      if (gbias) gbias[n * DC + d] = gbiasD[d * N + n];
-    }
-  }
-  if (gwt) {
-    if (bof) std::memset(gwt, 0, sizeof(S) * M * P);
+  from_branch_major(B, N, DC, cist.data(), gi0);
+  std::copy(cust.begin(), cust.end(), gu0);
+  std::copy(czst.begin(), czst.end(), gz0);
+  from_branch_major(1, N, DC, gaD.data(), ga);
+  if (gbias) from_branch_major(1, N, DC, gbiasD.data(), gbias);
+  std::copy(gbD.begin(), gbD.end(), gb);
+  std::copy(gvD.begin(), gvD.end(), gvth);
+  if (gwt && bof) {
+    std::memset(gwt, 0, sizeof(S) * M * P);
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        if (bof)
-          gwt[m * P + n * DC + bof[m]] = gwn[m * N + n];
-        else
-          for (int64_t d = 0; d < DC; ++d) gwt[m * P + n * DC + d] = gwn[m * P + d * N + n];
-      }
+      for (int64_t n = 0; n < N; ++n) gwt[m * P + n * DC + bof[m]] = gwn[m * N + n];
+  } else if (gwt) {
+    from_branch_major(M, N, DC, gwn.data(), gwt);
   }
 }
 

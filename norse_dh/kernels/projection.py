@@ -55,19 +55,19 @@ class ProjectionPlan:
         self.out_features = mask.shape[0]
         self.in_features = in_features
         self.groups = _shared_groups(mask[:, :in_features], branches)
-        self.branch_of = _monotone_branch_of(mask[:, :in_features], branches)
+        self.branch_of = _monotone_branch_of(self.groups, in_features)
 
 
-def _monotone_branch_of(sub: Tensor, branches: int) -> Tensor | None:
-    """Branch index per input if all neurons share one partition pattern with nondecreasing branch indices."""
-    P, M = sub.shape
-    if P % branches or M == 0:
+def _monotone_branch_of(groups: list[tuple[Tensor, list[Tensor]]] | None, in_features: int) -> Tensor | None:
+    """Branch index per input if all neurons share one pattern (a single group) that gives every input a branch,
+    with branch indices nondecreasing along the inputs."""
+    if groups is None or len(groups) != 1:
         return None
-    pat = sub.reshape(P // branches, branches, M)
-    if not (pat.sum(1) == 1).all() or not (pat == pat[:1]).all():
-        return None
-    branch_of = pat[0].to(torch.int32).argmax(0).to(torch.int32)
-    return branch_of if bool((branch_of[1:] >= branch_of[:-1]).all()) else None
+    branch_of = torch.full((in_features,), -1, dtype=torch.int32)
+    for d, cols in enumerate(groups[0][1]):
+        branch_of[cols] = d
+    monotone = bool((branch_of[1:] >= branch_of[:-1]).all())
+    return branch_of if monotone and bool((branch_of >= 0).all()) else None
 
 
 def _shared_groups(sub: Tensor, branches: int) -> list[tuple[Tensor, list[Tensor]]] | None:
