@@ -522,25 +522,30 @@ void leaky_bwd(int64_t T, int64_t B, int64_t K, const S* I, const S* b, const S*
 
 // Events of a dense (R, M) input: CSR row pointers (R+1), column indices and values of its non-zeros. Stops as
 // soon as the events exceed the capacity (returns cap + 1): the caller then uses a dense path. cols/vals must have
-// room for cap + 16 entries (the AVX-512 path stores whole vectors). rows (or null) receives each event's row.
+// room for cap + 16 entries (the AVX-512 path stores whole vectors). rows (or null) receives each event's CSR row.
+// G > 0: the CSR rows in the order the narrow kernels consume them ("blocked", see narrow_fwd): the R = T * B rows
+// (t, b) by chunks of K steps, within a chunk by groups of G batch rows, within a group by step, then by row, so
+// that each group walks its chunk's events in memory order; CSR row t0 * B + b0 * Kc + (t - t0) * nb + g is input
+// row t * B + b0 + g (chunk [t0, t0 + Kc), group of nb = min(G, B - b0) rows from b0).
 template <typename S>
 int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals, int32_t* rows,
-               int64_t cap) {
-  int64_t k = 0;
+               int64_t cap, int64_t B, int64_t K, int64_t G) {
+  int64_t k = 0, j = 0;  // events so far, CSR rows so far
   rowptr[0] = 0;
+  // input row r as the next CSR row; `ahead`: an input row read soon after (prefetched). False past the capacity.
+  auto scan_row = [&](int64_t r, const S* ahead) -> bool {
+    const int64_t kr = k;
 #if defined(__AVX512F__)
-  if constexpr (sizeof(S) == 4) {
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (int64_t r = 0; r < R; ++r) {
+    if constexpr (sizeof(S) == 4) {
+      const __m512 zero = _mm512_setzero_ps();
+      const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
       const float* xr = reinterpret_cast<const float*>(x + r * M);
-      const int64_t kr = k;
       for (int64_t m = 0; m < M; m += 16) {
         const __mmask16 live = M - m >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (M - m)) - 1u);
         // plain loads (a row's tail block reads into the next row, masked off in the compare): masked loads of
         // blocks that straddle cache lines took most of the scan's time; only the last row's tail is masked
         const __m512 v = r + 1 < R || live == 0xFFFF ? _mm512_loadu_ps(xr + m) : _mm512_maskz_loadu_ps(live, xr + m);
-        __builtin_prefetch(xr + m + 512, 0, 3);  // 2 kB ahead (past the end: a prefetch never faults)
+        __builtin_prefetch(ahead + m, 0, 3);  // (past the end of x: a prefetch never faults)
         const __mmask16 nz = _mm512_mask_cmp_ps_mask(live, v, zero, _CMP_NEQ_UQ);
         // compress in registers, store whole vectors (the slack past k is overwritten by the next store); no
         // branch on nz: at spike densities a block is empty often enough for the branch to mispredict
@@ -548,28 +553,41 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
         const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m)));
         _mm512_storeu_si512(cols + k, _mm512_maskz_compress_epi32(nz, idx));
         k += __builtin_popcount(nz);
-        if (k > cap) return cap + 1;
+        if (k > cap) return false;
       }
       // the row's indices once per 16 of its events (not once per block of 16 inputs)
       if (rows)
-        for (int64_t j = kr; j < k; j += 16) _mm512_storeu_si512(rows + j, _mm512_set1_epi32(int32_t(r)));
-      rowptr[r + 1] = k;
+        for (int64_t e = kr; e < k; e += 16) _mm512_storeu_si512(rows + e, _mm512_set1_epi32(int32_t(j)));
+      rowptr[++j] = k;
+      return true;
     }
-    return k;
-  }
 #endif
-  for (int64_t r = 0; r < R; ++r) {
+    (void)ahead;
     const S* xr = x + r * M;
     for (int64_t m = 0; m < M; ++m) {
       if (xr[m] != S(0)) {
-        if (k >= cap) return cap + 1;
+        if (k >= cap) return false;
         cols[k] = int32_t(m);
-        if (rows) rows[k] = int32_t(r);
+        if (rows) rows[k] = int32_t(j);
         vals[k] = xr[m];
         ++k;
       }
     }
-    rowptr[r + 1] = k;
+    rowptr[++j] = k;
+    return true;
+  };
+  if (G <= 0) {
+    for (int64_t r = 0; r < R; ++r)
+      if (!scan_row(r, x + r * M + 512)) return cap + 1;  // 2 kB ahead in the row stream
+    return k;
+  }
+  const int64_t T = R / B;
+  for (int64_t t0 = 0; t0 < T; t0 += K) {
+    const int64_t t1 = std::min(T, t0 + K);
+    for (int64_t b0 = 0; b0 < B; b0 += G)
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t g = b0; g < std::min(B, b0 + G); ++g)  // prefetch: the same rows 2 steps on
+          if (!scan_row(t * B + g, x + ((t + 2) * B + g) * M)) return cap + 1;
   }
   return k;
 }
@@ -1096,6 +1114,9 @@ void dhsfnn_bwd(int reset, NORSE_DH_BWD_PARAMS(S)) {
 // bit-identical to them and to the step-by-step cell.
 // ---------------------------------------------------------------------------------------------------------------
 
+// Batch rows per group (registers: the group's state and partial sums).
+constexpr int narrow_group(int64_t nv, int64_t D) { return nv * D <= 2 ? 4 : 2; }
+
 template <int NV, int DC, typename S>
 struct Narrow {
   typedef typename Vec<S>::type V;
@@ -1103,7 +1124,7 @@ struct Narrow {
   static constexpr int L = sizeof(V) / sizeof(S);
   static constexpr int N = NV * L;                // neurons
   static constexpr int P = DC * N;                // branch values of a row
-  static constexpr int G = DC * NV <= 2 ? 4 : 2;  // batch rows per group (registers: state and partial sums)
+  static constexpr int G = narrow_group(NV, DC);
 };
 
 // (rows, N, D) interleaved (the module's layout) <-> (rows, D, N) branch-major (the narrow kernels' layout).
@@ -1277,9 +1298,10 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
   const V one = V{} + S(1);
   const int64_t BN = B * N;
   alignas(64) S Ibuf2[2][G * P];
-  // chunk-major: all row groups through chunk c of K steps, then chunk c + 1, so the chunk's events (K * B
-  // consecutive CSR rows) and z rows are walked nearly in memory order (group-major walked each group's rows with
-  // a stride of B rows per step); the state waits between chunks in ist / ust (branch-major)
+  // chunk-major: all row groups through chunk c of K steps, then chunk c + 1; the events come in the blocked CSR
+  // order (see events), so each group reads its chunk's events in memory order (in input-row order a group read
+  // them with a stride of B rows per step, which no prefetcher followed: the forward took 2-3x longer at B = 100-500
+  // than at B = 4); the state waits between chunks in ist / ust (branch-major)
   std::vector<S> ist(B * P), ust(u0, u0 + B * N);
   to_branch_major(B, N, DC, i0, ist.data());
   const int64_t chunks = (T + K - 1) / K;
@@ -1288,6 +1310,7 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
     const S* zin = t0 == 0 ? z0 : z + (t0 - 1) * BN;
     for (int64_t b0 = 0; b0 < B; b0 += G) {
       const int64_t nb = std::min<int64_t>(G, B - b0);
+      const int64_t csr0 = t0 * B + b0 * (t1 - t0);  // the group's first CSR row (blocked order, see events)
       V iv[G][DC][NV], uv[G][NV], zv[G][NV];
       narrow_load_group<NV, DC, S>(b0, nb, ist.data(), ust.data(), zin, iv, uv, zv);
       if (i_ck)  // checkpoint: the state entering chunk c
@@ -1295,11 +1318,11 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
       // software-pipelined: step t + 1's projection is issued before step t's state update, which then reads a
       // projection finished one step earlier (measured: the update waiting on the projection just issued made the
       // forward's projection cost several times the backward's recompute of it)
-      narrow_project<NV, DC, S>(t0 * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
+      narrow_project<NV, DC, S>(csr0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
       for (int64_t t = t0; t < t1; ++t) {
         S* __restrict Ibuf = Ibuf2[t & 1];
         if (t + 1 < t1) {
-          narrow_project<NV, DC, S>((t + 1) * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
+          narrow_project<NV, DC, S>(csr0 + (t + 1 - t0) * nb, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
         }
 #pragma GCC unroll 16
         for (int g = 0; g < G; ++g) {
@@ -1363,18 +1386,19 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
     const int64_t t0 = c * K, t1 = std::min(T, t0 + K);
     for (int64_t b0 = 0; b0 < B; b0 += G) {
       const int64_t nb = std::min<int64_t>(G, B - b0);
+      const int64_t csr0 = t0 * B + b0 * (t1 - t0);  // the group's first CSR row (blocked order, see events)
       V ci[G][DC][NV], cu[G][NV], cz[G][NV];
       narrow_load_group<NV, DC, S>(b0, nb, cist.data(), cust.data(), czst.data(), ci, cu, cz);
       {  // recompute the chunk's forward from its checkpoint
         V iv[G][DC][NV], uv[G][NV], zv[G][NV];
         narrow_load_group<NV, DC, S>(b0, nb, i_ck + c * B * P, u_ck + c * B * N, t0 == 0 ? z0 : z + (t0 - 1) * BN, iv,
                                      uv, zv);
-        narrow_project<NV, DC, S>(t0 * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
+        narrow_project<NV, DC, S>(csr0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
         for (int64_t t = t0; t < t1; ++t) {  // software-pipelined as in narrow_fwd
           const int64_t l = t - t0;
           S* __restrict Ibuf = Ibuf2[t & 1];
           if (t + 1 < t1) {
-            narrow_project<NV, DC, S>((t + 1) * B + b0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
+            narrow_project<NV, DC, S>(csr0 + (t + 1 - t0) * nb, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
           }
 #pragma GCC unroll 16
           for (int g = 0; g < G; ++g) {
@@ -1459,7 +1483,7 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
             }
         }
         if (gwt) {  // weight gradient through the group step's events: gwn[m, :] += v * dI[row, (branch of m), :]
-          const int64_t r0 = t * B + b0, k0 = rowptr[r0], k1 = rowptr[r0 + nb];
+          const int64_t r0 = csr0 + (t - t0) * nb, k0 = rowptr[r0], k1 = rowptr[r0 + nb];
           if (bof) {
             for (int64_t k = k0; k < k1; ++k) {
               const int32_t m = cols[k];
@@ -1585,9 +1609,8 @@ int narrow_bwd_any(int reset, int64_t nv, int64_t D, NORSE_DH_NARROW_BWD_PARAMS(
     leaky_bwd<S>(T, B, K, I, b, m0, m, gm, gmT, gI, gb, gm0);                                                     \
   }                                                                                                               \
   EXPORT int64_t events_##SUF(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals,          \
-                              int32_t* rows,                                                                       \
-                              int64_t cap) {                                                                      \
-    return events<S>(R, M, x, rowptr, cols, vals, rows, cap);                                                           \
+                              int32_t* rows, int64_t cap, int64_t B, int64_t K, int64_t G) {                      \
+    return events<S>(R, M, x, rowptr, cols, vals, rows, cap, B, K, G);                                            \
   }                                                                                                               \
   EXPORT void ev_rows_fwd_##SUF(int64_t R, int64_t P, const int64_t* rowptr, const int32_t* cols, const S* vals,  \
                                 const S* wt, const S* bias, S* out) {                                             \
@@ -1619,7 +1642,10 @@ INSTANTIATE_FUSED(double, f64)
   }
 INSTANTIATE_NARROW(float, f32)
 INSTANTIATE_NARROW(double, f64)
+
+// Batch rows per group of the narrow kernel for (vectors per branch, branches): the G of the blocked event order.
+EXPORT int dhsfnn_narrow_group(int64_t nv, int64_t D) { return narrow_group(nv, D); }
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)
 
-EXPORT int norse_dh_kernels_abi() { return 7; }
+EXPORT int norse_dh_kernels_abi() { return 8; }

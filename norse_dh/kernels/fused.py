@@ -235,7 +235,7 @@ def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z
     T, B, nv, bof = cfg["T"], cfg["B"], cfg["narrow"], cfg["branch_of"]
     N, D = a.shape
     M = wt.shape[0]
-    K = _narrow_chunk(T, N, D, wt.element_size())
+    K = cfg["K"]  # the chunk length of the blocked event order
     chunks = -(-T // K)
     i_ck = torch.empty((chunks, B, N * D), **opts) if train else None
     u_ck = torch.empty((chunks, B, N), **opts) if train else None
@@ -305,17 +305,22 @@ def dhsfnn_sequence(
     :func:`norse_dh.kernels.fused_supported` first; the surrogate is the multi-Gaussian with parameters ``mg``.
     """
     T, B, M = x.shape
+    N, D = dend_decay.shape
     x2 = x.reshape(T * B, M)
-    events = _projection._events(x2.detach(), int(_projection.EVENT_BREAK_EVEN * x2.numel()), with_rows=True)
+    nv = narrow_vectors(N, D, x.dtype)
+    # the narrow kernel reads the events in its own row order (chunks of K steps, groups of G batch rows)
+    K = _narrow_chunk(T, N, D, x.element_size()) if nv else 0
+    blocked = (B, K, build.load().dhsfnn_narrow_group(nv, D)) if nv else None
+    cap = int(_projection.EVENT_BREAK_EVEN * x2.numel())
+    events = _projection._events(x2.detach(), cap, with_rows=True, blocked=blocked)
     if events is None:
         return None
     w_eff = (weight * mask if mask is not None else weight)[:, :M]
     vth = _vth_vector(v_th, soma_decay, soma_decay.shape[0])
     inputs = (x2, w_eff, bias, dend_decay, soma_decay, vth, i0, u0, z0)
     train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    N, D = dend_decay.shape
-    nv = narrow_vectors(N, D, x.dtype)
     # one shared, monotone branch pattern ("contiguous"): each input event feeds only its branch (narrow kernel)
     branch_of = _projection.plan_for(mask, M, D).branch_of if nv and mask is not None and D > 1 else None
-    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B, "train": train, "narrow": nv, "branch_of": branch_of}
+    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B, "K": K, "train": train, "narrow": nv}
+    cfg["branch_of"] = branch_of
     return _FusedDHSFNN.apply(*inputs, events, cfg)

@@ -172,9 +172,12 @@ class _EventLinear(torch.autograd.Function):
         return gx, gwt, gb, None
 
 
-def _events(x2: Tensor, cap: int, with_rows: bool = False) -> tuple[Tensor, ...] | None:
-    """CSR arrays ``(rowptr, cols, vals)`` of ``x2`` (plus each event's row index if ``with_rows``), or None if it
-    has more than ``cap`` non-zeros."""
+def _events(
+    x2: Tensor, cap: int, with_rows: bool = False, blocked: tuple[int, int, int] | None = None
+) -> tuple[Tensor, ...] | None:
+    """CSR arrays ``(rowptr, cols, vals)`` of ``x2`` (plus each event's CSR row if ``with_rows``), or None if it
+    has more than ``cap`` non-zeros. ``blocked = (B, K, G)``: the rows of ``x2 = (T*B, M)`` in the narrow fused
+    kernel's order (chunks of K steps, groups of G batch rows, steps, rows; ``events`` in ``_loops.cpp``)."""
     R, M = x2.shape
     x2 = x2.contiguous()
     rowptr = torch.empty(R + 1, dtype=torch.int64)
@@ -184,7 +187,7 @@ def _events(x2: Tensor, cap: int, with_rows: bool = False) -> tuple[Tensor, ...]
     lib = build.load()
     nnz = getattr(lib, f"events_{DTYPES[x2.dtype]}")(
         R, M, x2.data_ptr(), rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(),
-        rows.data_ptr() if with_rows else None, cap,
+        rows.data_ptr() if with_rows else None, cap, *(blocked or (1, 1, 0)),
     )  # fmt: skip
     if nnz > cap:
         return None

@@ -619,6 +619,40 @@ def test_fused_event_projection_bit_identical_to_event_path(dtype, M, density):
     assert torch.equal(z, z_ref) and torch.equal(state.i, i_ref) and torch.equal(state.u, u_ref)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    T=st.integers(1, 9),
+    B=st.integers(1, 11),
+    M=st.integers(1, 40),
+    K=st.integers(1, 10),
+    G=st.sampled_from([2, 4]),
+    density=st.sampled_from([0.0, 0.2, 1.0]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_blocked_event_order_is_the_narrow_kernels_row_order(T, B, M, K, G, density, dtype, seed):
+    """The scan's blocked order (chunks of K steps, groups of G batch rows, then steps, then rows): CSR row
+    ``t0 * B + b0 * Kc + (t - t0) * nb + g`` holds exactly the events (columns, values, in column order) of input row
+    ``t * B + b0 + g``, checked against the natural row order row by row; ``rows`` names each event's CSR row."""
+    x2 = _inputs(T, B, M, density, seed, dtype=dtype).reshape(T * B, M)
+    nat = projection_mod._events(x2, x2.numel(), with_rows=True)
+    blk = projection_mod._events(x2, x2.numel(), with_rows=True, blocked=(B, K, G))
+    assert blk[0][-1] == nat[0][-1] == int((x2 != 0).sum())
+    seen = []
+    for t0 in range(0, T, K):
+        kc = min(T, t0 + K) - t0
+        for b0 in range(0, B, G):
+            nb = min(G, B - b0)
+            for t in range(t0, t0 + kc):
+                for g in range(nb):
+                    j, r = t0 * B + b0 * kc + (t - t0) * nb + g, t * B + b0 + g
+                    seen.append(j)
+                    a0, a1, n0, n1 = int(blk[0][j]), int(blk[0][j + 1]), int(nat[0][r]), int(nat[0][r + 1])
+                    assert torch.equal(blk[1][a0:a1], nat[1][n0:n1]) and torch.equal(blk[2][a0:a1], nat[2][n0:n1])
+                    assert (blk[3][a0:a1] == j).all()
+    assert sorted(seen) == list(range(T * B))
+
+
 def test_float_exp_relative_error_on_dense_grid():
     """The float kernel's exp (minimax polynomial) is within 2.5e-7 relative of exp in double over its whole range.
 
