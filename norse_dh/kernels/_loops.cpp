@@ -581,13 +581,26 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
       if (!scan_row(r, x + r * M + 512)) return cap + 1;  // 2 kB ahead in the row stream
     return k;
   }
-  const int64_t T = R / B;
+  // Read in blocked order, each group's rows come from memory with a stride of B rows per step, which the hardware
+  // prefetcher does not follow; so each chunk's input rows (one contiguous region) are prefetched into L2 while the
+  // chunk before is scanned, a slice per group (measured from memory at the delayed-XOR shape: 0.75-0.8 -> 0.67-0.73
+  // ms; the input-row order takes 0.5-0.55 ms, but then the kernels' strided walk over the events costs more)
+  const int64_t T = R / B, groups = (B + G - 1) / G;
+  const char* xb = reinterpret_cast<const char*>(x);
+  const int64_t row_bytes = M * int64_t(sizeof(S));
+  for (int64_t o = 0; o < std::min(K, T) * B * row_bytes; o += 64) __builtin_prefetch(xb + o, 0, 2);
   for (int64_t t0 = 0; t0 < T; t0 += K) {
     const int64_t t1 = std::min(T, t0 + K);
-    for (int64_t b0 = 0; b0 < B; b0 += G)
+    const char* next = xb + t1 * B * row_bytes;
+    const int64_t next_bytes = (std::min(T, t1 + K) - t1) * B * row_bytes;
+    const int64_t slice = (next_bytes / 64 + groups - 1) / groups * 64;
+    for (int64_t b0 = 0; b0 < B; b0 += G) {
+      const int64_t o0 = b0 / G * slice;
+      for (int64_t o = o0; o < std::min(next_bytes, o0 + slice); o += 64) __builtin_prefetch(next + o, 0, 2);
       for (int64_t t = t0; t < t1; ++t)
-        for (int64_t g = b0; g < std::min(B, b0 + G); ++g)  // prefetch: the same rows 2 steps on
+        for (int64_t g = b0; g < std::min(B, b0 + G); ++g)  // and the same rows 2 steps on
           if (!scan_row(t * B + g, x + ((t + 2) * B + g) * M)) return cap + 1;
+    }
   }
   return k;
 }
