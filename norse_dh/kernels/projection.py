@@ -179,6 +179,8 @@ def _events(
     has more than ``cap`` non-zeros. ``blocked = (B, K, G)``: the rows of ``x2 = (T*B, M)`` in the narrow fused
     kernel's order (chunks of K steps, groups of G batch rows, steps, rows; ``events`` in ``_loops.cpp``)."""
     R, M = x2.shape
+    if blocked is not None and (min(blocked) < 1 or R % blocked[0]):
+        raise ValueError(f"blocked event order needs (B, K, G) >= 1 with B dividing the {R} rows, got {blocked}")
     x2 = x2.contiguous()
     rowptr = torch.empty(R + 1, dtype=torch.int64)
     cols = torch.empty(cap + 16, dtype=torch.int32)

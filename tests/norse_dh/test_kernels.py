@@ -651,6 +651,9 @@ def test_blocked_event_order_is_the_narrow_kernels_row_order(T, B, M, K, G, dens
                     assert torch.equal(blk[1][a0:a1], nat[1][n0:n1]) and torch.equal(blk[2][a0:a1], nat[2][n0:n1])
                     assert (blk[3][a0:a1] == j).all()
     assert sorted(seen) == list(range(T * B))
+    if B > 1:
+        with pytest.raises(ValueError, match="B dividing"):
+            projection_mod._events(x2[:-1], x2.numel(), blocked=(B, K, G))
 
 
 def test_float_exp_relative_error_on_dense_grid():
