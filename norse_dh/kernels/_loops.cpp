@@ -526,19 +526,23 @@ void leaky_bwd(int64_t T, int64_t B, int64_t K, const S* I, const S* b, const S*
 // G > 0: the CSR rows in the order the narrow kernels consume them ("blocked", see narrow_fwd): the R = T * B rows
 // (t, b) by chunks of K steps, within a chunk by groups of G batch rows, within a group by step, then by row, so
 // that each group walks its chunk's events in memory order; CSR row t0 * B + b0 * Kc + (t - t0) * nb + g is input
-// row t * B + b0 + g (chunk [t0, t0 + Kc), group of nb = min(G, B - b0) rows from b0).
+// row t * B + b0 + g (chunk [t0, t0 + Kc), group of nb = min(G, B - b0) rows from b0), and each event's cols entry
+// is m * G + g, its input and its row in the group, which is all the kernels need to place it (no rows array: 2
+// fewer bytes per event to write and read back twice than a separate row index).
 template <typename S>
 int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals, int32_t* rows,
                int64_t cap, int64_t B, int64_t K, int64_t G) {
   int64_t k = 0, j = 0;  // events so far, CSR rows so far
   rowptr[0] = 0;
-  // input row r as the next CSR row; `ahead`: an input row read soon after (prefetched). False past the capacity.
-  auto scan_row = [&](int64_t r, const S* ahead) -> bool {
+  // input row r as the next CSR row, column m stored as m * mul + add; `ahead`: an input row read soon after
+  // (prefetched). False past the capacity.
+  auto scan_row = [&](int64_t r, const S* ahead, int32_t mul, int32_t add) -> bool {
     const int64_t kr = k;
 #if defined(__AVX512F__)
     if constexpr (sizeof(S) == 4) {
       const __m512 zero = _mm512_setzero_ps();
-      const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      const __m512i iota = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(mul));
       const float* xr = reinterpret_cast<const float*>(x + r * M);
       for (int64_t m = 0; m < M; m += 16) {
         const __mmask16 live = M - m >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (M - m)) - 1u);
@@ -550,7 +554,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
         // compress in registers, store whole vectors (the slack past k is overwritten by the next store); no
         // branch on nz: at spike densities a block is empty often enough for the branch to mispredict
         _mm512_storeu_ps(reinterpret_cast<float*>(vals + k), _mm512_maskz_compress_ps(nz, v));
-        const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m)));
+        const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m) * mul + add));
         _mm512_storeu_si512(cols + k, _mm512_maskz_compress_epi32(nz, idx));
         k += __builtin_popcount(nz);
         if (k > cap) return false;
@@ -567,7 +571,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
     for (int64_t m = 0; m < M; ++m) {
       if (xr[m] != S(0)) {
         if (k >= cap) return false;
-        cols[k] = int32_t(m);
+        cols[k] = int32_t(m) * mul + add;
         if (rows) rows[k] = int32_t(j);
         vals[k] = xr[m];
         ++k;
@@ -578,7 +582,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
   };
   if (G <= 0) {
     for (int64_t r = 0; r < R; ++r)
-      if (!scan_row(r, x + r * M + 512)) return cap + 1;  // 2 kB ahead in the row stream
+      if (!scan_row(r, x + r * M + 512, 1, 0)) return cap + 1;  // 2 kB ahead in the row stream
     return k;
   }
   // Read in blocked order, each group's rows come from memory with a stride of B rows per step, which the hardware
@@ -599,7 +603,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
       for (int64_t o = o0; o < std::min(next_bytes, o0 + slice); o += 64) __builtin_prefetch(next + o, 0, 2);
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t g = b0; g < std::min(B, b0 + G); ++g)  // and the same rows 2 steps on
-          if (!scan_row(t * B + g, x + ((t + 2) * B + g) * M)) return cap + 1;
+          if (!scan_row(t * B + g, x + ((t + 2) * B + g) * M, int32_t(G), int32_t(g - b0))) return cap + 1;
     }
   }
   return k;
@@ -1230,13 +1234,12 @@ __attribute__((always_inline)) inline void narrow_store_group(int64_t b0, int64_
   }
 }
 
-// Branch input of the G rows of one group step (global rows r0.., nb of them real) into Ibuf (G * P,
-// branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running sums in
+// Branch input of the G rows of one group step (CSR rows r0.., nb of them real; events coded m * G + g) into Ibuf
+// (G * P, branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running sums in
 // registers (restarted at a new segment, stored after every event: see event_flat_block). Rows past nb keep the
 // bias.
 template <int NV, int DC, typename S>
 __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb, const int64_t* rowptr,
-                                                          const int32_t* __restrict rows,
                                                           const int32_t* __restrict cols, const S* __restrict vals,
                                                           const int32_t* __restrict bof, const NarrowTables<S>& tab,
                                                           S* __restrict Ibuf) {
@@ -1255,8 +1258,9 @@ __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb
   if (bof) {
     V acc[NV] = {};
     for (int64_t k = k0; k < k1; ++k) {
-      const int32_t c = cols[k], d = bof[c];
-      const int32_t seg = (rows[k] - int32_t(r0)) * DC + d;
+      const uint32_t code = uint32_t(cols[k]);  // m * G + g (blocked order, see events; G a power of 2: shifts)
+      const int32_t c = int32_t(code / G), d = bof[c];
+      const int32_t seg = int32_t(code % G) * DC + d;
       const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
       prev = seg;
       const S x = vals[k];
@@ -1271,11 +1275,11 @@ __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb
   } else {
     V acc[DC * NV] = {};
     for (int64_t k = k0; k < k1; ++k) {
-      const int32_t seg = rows[k] - int32_t(r0);
+      const int32_t seg = int32_t(uint32_t(cols[k]) % G);
       const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
       prev = seg;
       const S x = vals[k];
-      const S* __restrict w = wn + int64_t(cols[k]) * P;
+      const S* __restrict w = wn + int64_t(int32_t(uint32_t(cols[k]) / G)) * P;
       S* __restrict o = Ibuf + int64_t(seg) * P;
 #pragma GCC unroll 16
       for (int v = 0; v < DC * NV; ++v) {
@@ -1297,8 +1301,8 @@ __attribute__((always_inline)) inline V soma_v(V b, V up, V omb, V c, V th, V zp
 // Forward. i0, i_T (B, N, D) interleaved as the module's state; checkpoints i_ck (chunks, B, P) branch-major,
 // u_ck (chunks, B, N) (null: no training); z (T, B, N).
 template <int RESET, int NV, int DC, typename S>
-void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowptr, const int32_t* rows,
-                const int32_t* cols, const S* vals, const int32_t* bof, const S* wt, const S* bias, const S* a,
+void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowptr, const int32_t* cols,
+                const S* vals, const int32_t* bof, const S* wt, const S* bias, const S* a,
                 const S* b, const S* vth, const S* i0, const S* u0, const S* z0, S* i_ck, S* u_ck, S* i_T, S* u_T,
                 S* z) {
   typedef Narrow<NV, DC, S> X;
@@ -1331,11 +1335,11 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
       // software-pipelined: step t + 1's projection is issued before step t's state update, which then reads a
       // projection finished one step earlier (measured: the update waiting on the projection just issued made the
       // forward's projection cost several times the backward's recompute of it)
-      narrow_project<NV, DC, S>(csr0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
+      narrow_project<NV, DC, S>(csr0, nb, rowptr, cols, vals, bof, tab, Ibuf2[t0 & 1]);
       for (int64_t t = t0; t < t1; ++t) {
         S* __restrict Ibuf = Ibuf2[t & 1];
         if (t + 1 < t1) {
-          narrow_project<NV, DC, S>(csr0 + (t + 1 - t0) * nb, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
+          narrow_project<NV, DC, S>(csr0 + (t + 1 - t0) * nb, nb, rowptr, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
         }
 #pragma GCC unroll 16
         for (int g = 0; g < G; ++g) {
@@ -1367,8 +1371,8 @@ void narrow_fwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
 // other entries are multiplied by the mask's zeros upstream and are left 0); gbias (N*D, or null), ga (N*D), gb,
 // gvth (N) in double; gi0 (B, N, D), gu0, gz0 (B, N).
 template <int RESET, int NV, int DC, typename S>
-void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowptr, const int32_t* rows,
-                const int32_t* cols, const S* vals, const int32_t* bof, const S* wt, const S* bias, const S* a,
+void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowptr, const int32_t* cols,
+                const S* vals, const int32_t* bof, const S* wt, const S* bias, const S* a,
                 const S* b, const S* vth, const double* mg, const S* z0, const S* i_ck, const S* u_ck, const S* z,
                 const S* gz, const S* giT, const S* guT, const S* gzT, S* gI_all, S* gwt, double* gbias, double* ga,
                 double* gb, double* gvth, S* gi0, S* gu0, S* gz0) {
@@ -1408,12 +1412,12 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
         V iv[G][DC][NV], uv[G][NV], zv[G][NV];
         narrow_load_group<NV, DC, S>(b0, nb, i_ck + c * B * P, u_ck + c * B * N, t0 == 0 ? z0 : z + (t0 - 1) * BN, iv,
                                      uv, zv);
-        narrow_project<NV, DC, S>(csr0, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[t0 & 1]);
+        narrow_project<NV, DC, S>(csr0, nb, rowptr, cols, vals, bof, tab, Ibuf2[t0 & 1]);
         for (int64_t t = t0; t < t1; ++t) {  // software-pipelined as in narrow_fwd
           const int64_t l = t - t0;
           S* __restrict Ibuf = Ibuf2[t & 1];
           if (t + 1 < t1) {
-            narrow_project<NV, DC, S>(csr0 + (t + 1 - t0) * nb, nb, rowptr, rows, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
+            narrow_project<NV, DC, S>(csr0 + (t + 1 - t0) * nb, nb, rowptr, cols, vals, bof, tab, Ibuf2[(t + 1) & 1]);
           }
 #pragma GCC unroll 16
           for (int g = 0; g < G; ++g) {
@@ -1499,9 +1503,9 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           const int64_t r0 = csr0 + (t - t0) * nb, k0 = rowptr[r0], k1 = rowptr[r0 + nb];
           if (bof) {
             for (int64_t k = k0; k < k1; ++k) {
-              const int32_t m = cols[k];
+              const int32_t m = int32_t(uint32_t(cols[k]) / G);
               const S x = vals[k];
-              const S* __restrict gr = Gbuf + (rows[k] - r0) * P + bof[m] * N;
+              const S* __restrict gr = Gbuf + (int32_t(uint32_t(cols[k]) % G)) * P + bof[m] * N;
               S* __restrict o = gwn.data() + int64_t(m) * N;
 #pragma GCC unroll 16
               for (int v = 0; v < NV; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L));
@@ -1509,8 +1513,8 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           } else {
             for (int64_t k = k0; k < k1; ++k) {
               const S x = vals[k];
-              const S* __restrict gr = Gbuf + (rows[k] - r0) * P;
-              S* __restrict o = gwn.data() + int64_t(cols[k]) * P;
+              const S* __restrict gr = Gbuf + (int32_t(uint32_t(cols[k]) % G)) * P;
+              S* __restrict o = gwn.data() + int64_t(int32_t(uint32_t(cols[k]) / G)) * P;
 #pragma GCC unroll 16
               for (int v = 0; v < DC * NV; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L));
             }
@@ -1548,19 +1552,19 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
 }
 
 #define NORSE_DH_NARROW_FWD_PARAMS(S)                                                                             \
-  int64_t T, int64_t B, int64_t M, int64_t K, const int64_t *rowptr, const int32_t *rows, const int32_t *cols,     \
+  int64_t T, int64_t B, int64_t M, int64_t K, const int64_t *rowptr, const int32_t *cols,                         \
       const S *vals, const int32_t *bof, const S *wt, const S *bias, const S *a, const S *b, const S *vth,          \
       const S *i0, const S *u0, const S *z0, S *i_ck, S *u_ck, S *i_T, S *u_T, S *z
 #define NORSE_DH_NARROW_FWD_ARGS \
-  T, B, M, K, rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, i0, u0, z0, i_ck, u_ck, i_T, u_T, z
+  T, B, M, K, rowptr, cols, vals, bof, wt, bias, a, b, vth, i0, u0, z0, i_ck, u_ck, i_T, u_T, z
 #define NORSE_DH_NARROW_BWD_PARAMS(S)                                                                             \
-  int64_t T, int64_t B, int64_t M, int64_t K, const int64_t *rowptr, const int32_t *rows, const int32_t *cols,     \
+  int64_t T, int64_t B, int64_t M, int64_t K, const int64_t *rowptr, const int32_t *cols,                         \
       const S *vals, const int32_t *bof, const S *wt, const S *bias, const S *a, const S *b, const S *vth,          \
       const double *mg, const S *z0, const S *i_ck, const S *u_ck, const S *z, const S *gz, const S *giT,           \
       const S *guT, const S *gzT, S *gI_all, S *gwt, double *gbias, double *ga, double *gb, double *gvth, S *gi0,   \
       S *gu0, S *gz0
 #define NORSE_DH_NARROW_BWD_ARGS                                                                                  \
-  T, B, M, K, rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, mg, z0, i_ck, u_ck, z, gz, giT, guT, gzT, gI_all, \
+  T, B, M, K, rowptr, cols, vals, bof, wt, bias, a, b, vth, mg, z0, i_ck, u_ck, z, gz, giT, guT, gzT, gI_all, \
       gwt, gbias, ga, gb, gvth, gi0, gu0, gz0
 
 // The supported (vectors per branch, branches) pairs; returns false for others (the caller checks first).
@@ -1661,4 +1665,4 @@ EXPORT int dhsfnn_narrow_group(int64_t nv, int64_t D) { return narrow_group(nv, 
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)
 
-EXPORT int norse_dh_kernels_abi() { return 8; }
+EXPORT int norse_dh_kernels_abi() { return 9; }

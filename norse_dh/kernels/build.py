@@ -29,7 +29,7 @@ SOURCE = Path(__file__).with_name("_loops.cpp")
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
 # GCC gives up vectorising loops that touch more than 10 possibly-aliasing arrays unless allowed more checks
 GCC_FLAGS = ["--param=vect-max-version-for-alias-checks=200"]
-ABI = 8
+ABI = 9
 
 _state: dict = {"lib": None, "tried": False, "error": None, "gemm": {}}
 
@@ -108,8 +108,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"ev_rows_wgrad_{suf}").argtypes = [i64, i64, i64] + [p] * 6
         getattr(lib, f"dhsfnn_fwd_{suf}").argtypes = [i32] + [i64] * 6 + [p] * 22
         getattr(lib, f"dhsfnn_bwd_{suf}").argtypes = [i32] + [i64] * 7 + [p] * 31
-        getattr(lib, f"dhsfnn_narrow_fwd_{suf}").argtypes = [i32] + [i64] * 6 + [p] * 18
-        getattr(lib, f"dhsfnn_narrow_bwd_{suf}").argtypes = [i32] + [i64] * 6 + [p] * 28
+        getattr(lib, f"dhsfnn_narrow_fwd_{suf}").argtypes = [i32] + [i64] * 6 + [p] * 17
+        getattr(lib, f"dhsfnn_narrow_bwd_{suf}").argtypes = [i32] + [i64] * 6 + [p] * 27
         getattr(lib, f"dhsfnn_narrow_fwd_{suf}").restype = i32
         getattr(lib, f"dhsfnn_narrow_bwd_{suf}").restype = i32
         for name in (

@@ -132,7 +132,7 @@ class _FusedDHSFNN(torch.autograd.Function):
     def forward(ctx, x2, w_eff, bias, a, b, vth, i0, u0, z0, events, cfg):
         lib = build.load()
         suf = DTYPES[x2.dtype]
-        rowptr, cols, vals, rows = events
+        rowptr, cols, vals, rows = events if len(events) == 4 else (*events, None)  # (narrow: no rows)
         T, B = cfg["T"], cfg["B"]
         N, D = a.shape
         wt = w_eff.t().contiguous()  # (M, N*D): one contiguous row per input channel
@@ -235,7 +235,7 @@ def _narrow_chunk(T: int, N: int, D: int, itemsize: int) -> int:
 def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z0, cfg, opts):
     """:class:`_FusedDHSFNN`'s forward through the narrow kernel (``cfg["narrow"]`` vectors per branch): state
     checkpoints every K steps when training, nothing else kept."""
-    rowptr, cols, vals, rows = events
+    rowptr, cols, vals = events[:3]  # cols: input m and row in the group g as m * G + g (blocked order)
     T, B, nv, bof = cfg["T"], cfg["B"], cfg["narrow"], cfg["branch_of"]
     N, D = a.shape
     M = wt.shape[0]
@@ -247,13 +247,13 @@ def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z
     u_T = torch.empty((B, N), **opts)
     z = torch.empty((T, B, N), **opts)
     done = getattr(lib, f"dhsfnn_narrow_fwd_{suf}")(
-        cfg["reset"], nv, D, T, B, M, K, _p(rowptr), _p(rows), _p(cols), _p(vals), _p(bof), _p(wt), _p(bias), _p(a),
+        cfg["reset"], nv, D, T, B, M, K, _p(rowptr), _p(cols), _p(vals), _p(bof), _p(wt), _p(bias), _p(a),
         _p(b), _p(vth), _p(i0), _p(u0), _p(z0), _p(i_ck), _p(u_ck), _p(i_T), _p(u_T), _p(z),
     )  # fmt: skip
     if not done:
         raise RuntimeError(f"no narrow DH-SFNN kernel for N={N}, D={D} ({suf})")
     if train:
-        ctx.save_for_backward(rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z)
+        ctx.save_for_backward(rowptr, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z)
         ctx.cfg = cfg
         ctx.dims = (T, B, M, N, D, K)
     return z, i_T, u_T, z[-1].clone()
@@ -261,7 +261,7 @@ def _narrow_forward(ctx, lib, suf, train, events, wt, bias, a, b, vth, i0, u0, z
 
 def _narrow_backward(ctx, lib, gz, gi_T, gu_T, gz_T):
     """:class:`_FusedDHSFNN`'s backward through the narrow kernel (recompute per chunk, adjoint in registers)."""
-    rowptr, rows, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z = ctx.saved_tensors
+    rowptr, cols, vals, bof, wt, bias, a, b, vth, z0, i_ck, u_ck, z = ctx.saved_tensors
     T, B, M, N, D, K = ctx.dims
     cfg, need, suf = ctx.cfg, ctx.needs_input_grad, DTYPES[z.dtype]
     opts = dict(dtype=z.dtype, device=z.device)
@@ -278,7 +278,7 @@ def _narrow_backward(ctx, lib, gz, gi_T, gu_T, gz_T):
     gu0 = torch.empty((B, N), **opts)
     gz0 = torch.empty((B, N), **opts)
     getattr(lib, f"dhsfnn_narrow_bwd_{suf}")(
-        cfg["reset"], cfg["narrow"], D, T, B, M, K, _p(rowptr), _p(rows), _p(cols), _p(vals), _p(bof), _p(wt),
+        cfg["reset"], cfg["narrow"], D, T, B, M, K, _p(rowptr), _p(cols), _p(vals), _p(bof), _p(wt),
         _p(bias), _p(a), _p(b), _p(vth), ctypes.addressof(mg_params), _p(z0), _p(i_ck), _p(u_ck), _p(z), _p(gz),
         _p(gi_T), _p(gu_T), _p(gz_T), _p(gI), _p(gwt), _p(gbias), _p(ga), _p(gb), _p(gvth), _p(gi0), _p(gu0), _p(gz0),
     )  # fmt: skip
@@ -316,7 +316,7 @@ def dhsfnn_sequence(
     K = _narrow_chunk(T, N, D, x.element_size()) if nv else 0
     blocked = (B, K, build.load().dhsfnn_narrow_group(nv, D)) if nv else None
     cap = int(_projection.EVENT_BREAK_EVEN * x2.numel())
-    events = _projection._events(x2.detach(), cap, with_rows=True, blocked=blocked)
+    events = _projection._events(x2.detach(), cap, with_rows=not nv, blocked=blocked)
     if events is None:
         return None
     w_eff = (weight * mask if mask is not None else weight)[:, :M]

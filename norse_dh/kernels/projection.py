@@ -177,7 +177,8 @@ def _events(
 ) -> tuple[Tensor, ...] | None:
     """CSR arrays ``(rowptr, cols, vals)`` of ``x2`` (plus each event's CSR row if ``with_rows``), or None if it
     has more than ``cap`` non-zeros. ``blocked = (B, K, G)``: the rows of ``x2 = (T*B, M)`` in the narrow fused
-    kernel's order (chunks of K steps, groups of G batch rows, steps, rows; ``events`` in ``_loops.cpp``)."""
+    kernel's order (chunks of K steps, groups of G batch rows, steps, rows; ``events`` in ``_loops.cpp``), each
+    event's column ``m`` stored as ``m * G + g`` with ``g`` its row within the group."""
     R, M = x2.shape
     if blocked is not None and (min(blocked) < 1 or R % blocked[0]):
         raise ValueError(f"blocked event order needs (B, K, G) >= 1 with B dividing the {R} rows, got {blocked}")

@@ -633,7 +633,8 @@ def test_fused_event_projection_bit_identical_to_event_path(dtype, M, density):
 def test_blocked_event_order_is_the_narrow_kernels_row_order(T, B, M, K, G, density, dtype, seed):
     """The scan's blocked order (chunks of K steps, groups of G batch rows, then steps, then rows): CSR row
     ``t0 * B + b0 * Kc + (t - t0) * nb + g`` holds exactly the events (columns, values, in column order) of input row
-    ``t * B + b0 + g``, checked against the natural row order row by row; ``rows`` names each event's CSR row."""
+    ``t * B + b0 + g``, checked against the natural row order row by row, with each column ``m`` stored as
+    ``m * G + g``; ``rows`` names each event's CSR row."""
     x2 = _inputs(T, B, M, density, seed, dtype=dtype).reshape(T * B, M)
     nat = projection_mod._events(x2, x2.numel(), with_rows=True)
     blk = projection_mod._events(x2, x2.numel(), with_rows=True, blocked=(B, K, G))
@@ -648,7 +649,8 @@ def test_blocked_event_order_is_the_narrow_kernels_row_order(T, B, M, K, G, dens
                     j, r = t0 * B + b0 * kc + (t - t0) * nb + g, t * B + b0 + g
                     seen.append(j)
                     a0, a1, n0, n1 = int(blk[0][j]), int(blk[0][j + 1]), int(nat[0][r]), int(nat[0][r + 1])
-                    assert torch.equal(blk[1][a0:a1], nat[1][n0:n1]) and torch.equal(blk[2][a0:a1], nat[2][n0:n1])
+                    assert torch.equal(blk[1][a0:a1], nat[1][n0:n1] * G + g)
+                    assert torch.equal(blk[2][a0:a1], nat[2][n0:n1])
                     assert (blk[3][a0:a1] == j).all()
     assert sorted(seen) == list(range(T * B))
     if B > 1:
