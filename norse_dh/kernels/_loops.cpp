@@ -531,9 +531,16 @@ void leaky_bwd(int64_t T, int64_t B, int64_t K, const S* I, const S* b, const S*
 // fewer bytes per event to write and read back twice than a separate row index).
 template <typename S>
 int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals, int32_t* rows,
-               int64_t cap, int64_t B, int64_t K, int64_t G) {
+               int64_t cap, int64_t B, int64_t K, int64_t G, int32_t* ones) {
   int64_t k = 0, j = 0;  // events so far, CSR rows so far
   rowptr[0] = 0;
+  // ones (or null): set to 1 if every event's value is 1 (0/1 spikes), and then vals is left unwritten: the values
+  // are stored only from the first other value on (the events before it filled in as 1)
+  bool all_ones = ones != nullptr;
+  auto other_value = [&]() {
+    std::fill(vals, vals + k, S(1));
+    all_ones = false;
+  };
   // input row r as the next CSR row, column m stored as m * mul + add; `ahead`: an input row read soon after
   // (prefetched). False past the capacity.
   auto scan_row = [&](int64_t r, const S* ahead, int32_t mul, int32_t add) -> bool {
@@ -551,9 +558,10 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
         const __m512 v = r + 1 < R || live == 0xFFFF ? _mm512_loadu_ps(xr + m) : _mm512_maskz_loadu_ps(live, xr + m);
         __builtin_prefetch(ahead + m, 0, 3);  // (past the end of x: a prefetch never faults)
         const __mmask16 nz = _mm512_mask_cmp_ps_mask(live, v, zero, _CMP_NEQ_UQ);
+        if (all_ones && _mm512_mask_cmp_ps_mask(nz, v, _mm512_set1_ps(1.0f), _CMP_EQ_OQ) != nz) other_value();
         // compress in registers, store whole vectors (the slack past k is overwritten by the next store); no
         // branch on nz: at spike densities a block is empty often enough for the branch to mispredict
-        _mm512_storeu_ps(reinterpret_cast<float*>(vals + k), _mm512_maskz_compress_ps(nz, v));
+        if (!all_ones) _mm512_storeu_ps(reinterpret_cast<float*>(vals + k), _mm512_maskz_compress_ps(nz, v));
         const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(m) * mul + add));
         _mm512_storeu_si512(cols + k, _mm512_maskz_compress_epi32(nz, idx));
         k += __builtin_popcount(nz);
@@ -573,7 +581,8 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
         if (k >= cap) return false;
         cols[k] = int32_t(m) * mul + add;
         if (rows) rows[k] = int32_t(j);
-        vals[k] = xr[m];
+        if (all_ones && xr[m] != S(1)) other_value();
+        if (!all_ones) vals[k] = xr[m];
         ++k;
       }
     }
@@ -583,6 +592,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
   if (G <= 0) {
     for (int64_t r = 0; r < R; ++r)
       if (!scan_row(r, x + r * M + 512, 1, 0)) return cap + 1;  // 2 kB ahead in the row stream
+    if (ones) *ones = all_ones;
     return k;
   }
   // Read in blocked order, each group's rows come from memory with a stride of B rows per step, which the hardware
@@ -606,6 +616,7 @@ int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols,
           if (!scan_row(t * B + g, x + ((t + 2) * B + g) * M, int32_t(G), int32_t(g - b0))) return cap + 1;
     }
   }
+  if (ones) *ones = all_ones;
   return k;
 }
 
@@ -1234,6 +1245,12 @@ __attribute__((always_inline)) inline void narrow_store_group(int64_t b0, int64_
   }
 }
 
+// An event's contribution v * w: w itself for 0/1 spike input (vals null: every value 1, the same float result)
+template <typename S, typename V>
+__attribute__((always_inline)) inline V event_times(const S* __restrict vals, int64_t k, V w) {
+  return vals ? vals[k] * w : w;
+}
+
 // Branch input of the G rows of one group step (CSR rows r0.., nb of them real; events coded m * G + g) into Ibuf
 // (G * P, branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running sums in
 // registers (restarted at a new segment, stored after every event: see event_flat_block). Rows past nb keep the
@@ -1263,12 +1280,11 @@ __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb
       const int32_t seg = int32_t(code % G) * DC + d;
       const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
       prev = seg;
-      const S x = vals[k];
       const S* __restrict w = wn + int64_t(c) * N;
       S* __restrict o = Ibuf + int64_t(seg) * N;
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) {
-        acc[v] = (keep ? acc[v] : vload(bias + d * N + v * L)) + x * vload(w + v * L);
+        acc[v] = (keep ? acc[v] : vload(bias + d * N + v * L)) + event_times(vals, k, vload(w + v * L));
         vstore(o + v * L, acc[v]);
       }
     }
@@ -1278,12 +1294,11 @@ __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb
       const int32_t seg = int32_t(uint32_t(cols[k]) % G);
       const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
       prev = seg;
-      const S x = vals[k];
       const S* __restrict w = wn + int64_t(int32_t(uint32_t(cols[k]) / G)) * P;
       S* __restrict o = Ibuf + int64_t(seg) * P;
 #pragma GCC unroll 16
       for (int v = 0; v < DC * NV; ++v) {
-        acc[v] = (keep ? acc[v] : vload(bias + v * L)) + x * vload(w + v * L);
+        acc[v] = (keep ? acc[v] : vload(bias + v * L)) + event_times(vals, k, vload(w + v * L));
         vstore(o + v * L, acc[v]);
       }
     }
@@ -1504,19 +1519,18 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           if (bof) {
             for (int64_t k = k0; k < k1; ++k) {
               const int32_t m = int32_t(uint32_t(cols[k]) / G);
-              const S x = vals[k];
               const S* __restrict gr = Gbuf + (int32_t(uint32_t(cols[k]) % G)) * P + bof[m] * N;
               S* __restrict o = gwn.data() + int64_t(m) * N;
 #pragma GCC unroll 16
-              for (int v = 0; v < NV; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L));
+              for (int v = 0; v < NV; ++v) vstore(o + v * L, vload(o + v * L) + event_times(vals, k, vload(gr + v * L)));
             }
           } else {
             for (int64_t k = k0; k < k1; ++k) {
-              const S x = vals[k];
               const S* __restrict gr = Gbuf + (int32_t(uint32_t(cols[k]) % G)) * P;
               S* __restrict o = gwn.data() + int64_t(int32_t(uint32_t(cols[k]) / G)) * P;
 #pragma GCC unroll 16
-              for (int v = 0; v < DC * NV; ++v) vstore(o + v * L, vload(o + v * L) + x * vload(gr + v * L));
+              for (int v = 0; v < DC * NV; ++v)
+                vstore(o + v * L, vload(o + v * L) + event_times(vals, k, vload(gr + v * L)));
             }
           }
         }
@@ -1626,8 +1640,8 @@ int narrow_bwd_any(int reset, int64_t nv, int64_t D, NORSE_DH_NARROW_BWD_PARAMS(
     leaky_bwd<S>(T, B, K, I, b, m0, m, gm, gmT, gI, gb, gm0);                                                     \
   }                                                                                                               \
   EXPORT int64_t events_##SUF(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals,          \
-                              int32_t* rows, int64_t cap, int64_t B, int64_t K, int64_t G) {                      \
-    return events<S>(R, M, x, rowptr, cols, vals, rows, cap, B, K, G);                                            \
+                              int32_t* rows, int64_t cap, int64_t B, int64_t K, int64_t G, int32_t* ones) {       \
+    return events<S>(R, M, x, rowptr, cols, vals, rows, cap, B, K, G, ones);                                      \
   }                                                                                                               \
   EXPORT void ev_rows_fwd_##SUF(int64_t R, int64_t P, const int64_t* rowptr, const int32_t* cols, const S* vals,  \
                                 const S* wt, const S* bias, S* out) {                                             \
@@ -1665,4 +1679,4 @@ EXPORT int dhsfnn_narrow_group(int64_t nv, int64_t D) { return narrow_group(nv, 
 INSTANTIATE(float, f32)
 INSTANTIATE(double, f64)
 
-EXPORT int norse_dh_kernels_abi() { return 9; }
+EXPORT int norse_dh_kernels_abi() { return 10; }

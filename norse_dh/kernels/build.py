@@ -29,7 +29,7 @@ SOURCE = Path(__file__).with_name("_loops.cpp")
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
 # GCC gives up vectorising loops that touch more than 10 possibly-aliasing arrays unless allowed more checks
 GCC_FLAGS = ["--param=vect-max-version-for-alias-checks=200"]
-ABI = 9
+ABI = 10
 
 _state: dict = {"lib": None, "tried": False, "error": None, "gemm": {}}
 
@@ -101,7 +101,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"dhlif_bwd_{suf}").argtypes = [i64, i64, i64, i64, i32, i32] + [p] * 25
         getattr(lib, f"leaky_fwd_{suf}").argtypes = [i64, i64, i64] + [p] * 4
         getattr(lib, f"leaky_bwd_{suf}").argtypes = [i64, i64, i64] + [p] * 9
-        getattr(lib, f"events_{suf}").argtypes = [i64, i64, p, p, p, p, p, i64, i64, i64, i64]
+        getattr(lib, f"events_{suf}").argtypes = [i64, i64, p, p, p, p, p, i64, i64, i64, i64, p]
         getattr(lib, f"events_{suf}").restype = i64
         getattr(lib, f"mg_surrogate_{suf}").argtypes = [i64, p, d, d, d, d, p]
         getattr(lib, f"ev_rows_fwd_{suf}").argtypes = [i64, i64] + [p] * 6

@@ -316,7 +316,8 @@ def dhsfnn_sequence(
     K = _narrow_chunk(T, N, D, x.element_size()) if nv else 0
     blocked = (B, K, build.load().dhsfnn_narrow_group(nv, D)) if nv else None
     cap = int(_projection.EVENT_BREAK_EVEN * x2.numel())
-    events = _projection._events(x2.detach(), cap, with_rows=not nv, blocked=blocked)
+    # the narrow kernels take vals = None as "every value 1" (0/1 spikes: the scan then writes no values)
+    events = _projection._events(x2.detach(), cap, with_rows=not nv, blocked=blocked, ones_as_none=bool(nv))
     if events is None:
         return None
     w_eff = (weight * mask if mask is not None else weight)[:, :M]

@@ -173,12 +173,17 @@ class _EventLinear(torch.autograd.Function):
 
 
 def _events(
-    x2: Tensor, cap: int, with_rows: bool = False, blocked: tuple[int, int, int] | None = None
-) -> tuple[Tensor, ...] | None:
+    x2: Tensor,
+    cap: int,
+    with_rows: bool = False,
+    blocked: tuple[int, int, int] | None = None,
+    ones_as_none: bool = False,
+) -> tuple[Tensor | None, ...] | None:
     """CSR arrays ``(rowptr, cols, vals)`` of ``x2`` (plus each event's CSR row if ``with_rows``), or None if it
     has more than ``cap`` non-zeros. ``blocked = (B, K, G)``: the rows of ``x2 = (T*B, M)`` in the narrow fused
     kernel's order (chunks of K steps, groups of G batch rows, steps, rows; ``events`` in ``_loops.cpp``), each
-    event's column ``m`` stored as ``m * G + g`` with ``g`` its row within the group."""
+    event's column ``m`` stored as ``m * G + g`` with ``g`` its row within the group. ``ones_as_none``: ``vals`` is
+    None when every value is 1 (0/1 spikes; then the scan does not write them)."""
     R, M = x2.shape
     if blocked is not None and (min(blocked) < 1 or R % blocked[0]):
         raise ValueError(f"blocked event order needs (B, K, G) >= 1 with B dividing the {R} rows, got {blocked}")
@@ -187,14 +192,17 @@ def _events(
     cols = torch.empty(cap + 16, dtype=torch.int32)
     vals = torch.empty(cap + 16, dtype=x2.dtype)
     rows = torch.empty(cap + 16, dtype=torch.int32) if with_rows else None
+    ones = torch.zeros(1, dtype=torch.int32) if ones_as_none else None
     lib = build.load()
     nnz = getattr(lib, f"events_{DTYPES[x2.dtype]}")(
         R, M, x2.data_ptr(), rowptr.data_ptr(), cols.data_ptr(), vals.data_ptr(),
         rows.data_ptr() if with_rows else None, cap, *(blocked or (1, 1, 0)),
+        ones.data_ptr() if ones_as_none else None,
     )  # fmt: skip
     if nnz > cap:
         return None
-    return (rowptr, cols[:nnz], vals[:nnz]) + ((rows[:nnz],) if with_rows else ())
+    vals_out = None if ones_as_none and bool(ones[0]) else vals[:nnz]
+    return (rowptr, cols[:nnz], vals_out) + ((rows[:nnz],) if with_rows else ())
 
 
 def _shared_linear(x: Tensor, w_eff: Tensor, bias: Tensor | None, plan: ProjectionPlan, branches: int) -> Tensor:

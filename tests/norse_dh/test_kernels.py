@@ -653,6 +653,16 @@ def test_blocked_event_order_is_the_narrow_kernels_row_order(T, B, M, K, G, dens
                     assert torch.equal(blk[2][a0:a1], nat[2][n0:n1])
                     assert (blk[3][a0:a1] == j).all()
     assert sorted(seen) == list(range(T * B))
+    # 0/1 input: no values written, vals None; graded input (its first non-1 value anywhere): the values all there
+    spikes = (x2 != 0).to(dtype)
+    ones = projection_mod._events(spikes, x2.numel(), blocked=(B, K, G), ones_as_none=True)
+    assert ones[2] is None and torch.equal(ones[1], blk[1]) and torch.equal(ones[0], blk[0])
+    if density > 0.0:
+        graded = spikes.clone()
+        graded.view(-1)[int(torch.nonzero(graded.view(-1))[-1])] = 0.5  # the last event in input order
+        got = projection_mod._events(graded, x2.numel(), blocked=(B, K, G), ones_as_none=True)
+        expect = projection_mod._events(graded, x2.numel(), blocked=(B, K, G))
+        assert got[2] is not None and torch.equal(got[2], expect[2]) and float(got[2].min()) == 0.5
     if B > 1:
         with pytest.raises(ValueError, match="B dividing"):
             projection_mod._events(x2[:-1], x2.numel(), blocked=(B, K, G))
@@ -694,13 +704,15 @@ def test_float_exp_relative_error_on_dense_grid():
     mask=st.sampled_from(["random", "grouped", "contiguous", "full"]),
     density=st.sampled_from([0.0, 0.1, 0.3]),
     chunk_bytes=st.sampled_from([1, 3000, 24 * 1024]),
+    spikes=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_narrow_dhsfnn_matches_cell(T, B, M, shape, reset, mask, density, chunk_bytes, seed):
+def test_narrow_dhsfnn_matches_cell(T, B, M, shape, reset, mask, density, chunk_bytes, spikes, seed):
     """The narrow fused kernel (N of one or two whole vectors: 8 or 16 neurons in float64; state of a few batch
     rows in registers; branch-major rows; compact projection for the contiguous mask) against the step-by-step
     cell: identical spikes, final states and gradients of the input and every parameter (float64, 1e-5), over
-    batch sizes that leave partial row groups and checkpoint intervals from 1 step to the whole sequence."""
+    batch sizes that leave partial row groups, checkpoint intervals from 1 step to the whole sequence, graded and
+    0/1 inputs (then no event values are stored)."""
     from norse_dh.kernels import fused
 
     nv, D = shape
@@ -714,7 +726,9 @@ def test_narrow_dhsfnn_matches_cell(T, B, M, shape, reset, mask, density, chunk_
         mp.setattr(fused, "NARROW_CHUNK_BYTES", chunk_bytes)
         mp.setattr(projection_mod, "EVENT_BREAK_EVEN", 1.0)  # every density takes the fused event path
         mp.setitem(build._state, "lib", spy)
-        results, grads = _run_pair(seq, cell, _inputs(T, B, M, density, seed), seed)
+        x = _inputs(T, B, M, density, seed)
+        x = (x != 0).to(x.dtype) if spikes else x  # 0/1 spikes: the kernels' no-values path
+        results, grads = _run_pair(seq, cell, x, seed)
     assert [c["narrow"] for c in spy.calls] == [True]
     _check_pair(results, grads)
 
