@@ -57,7 +57,8 @@ kernel took 1.4-2.0 ms at B = 100-500 against 0.6 ms at B = 4): forward kernel 1
 backward 2.8 -> 2.2 ms, the scan 0.1-0.2 ms slower (strided input rows; each chunk's rows prefetched while the chunk
 before is scanned). Less memory traffic after that: the event's row within its group coded into its column index
 (``m * G + g``: no row-index array), no event values for 0/1 spike input, and the adjoint's z[t-1] from the chunk's
-recompute instead of the strided z rows (training step at that shape, measured alone: 5.0-5.3 -> 4.7-5.0 ms).
+recompute instead of the strided z rows (training step at that shape, measured alone: 5.0-5.3 -> 4.7-5.0 ms), and
+the spikes stored non-temporally (the bench's column (c) 5.3-5.6 -> 5.2-5.3 ms).
 ``NORSE_DH_NARROW=0`` turns the narrow kernels off.
 """
 
