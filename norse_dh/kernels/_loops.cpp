@@ -544,8 +544,8 @@ void leaky_bwd(int64_t T, int64_t B, int64_t K, const S* I, const S* b, const S*
 // (t, b) by chunks of K steps, within a chunk by groups of G batch rows, within a group by step, then by row, so
 // that each group walks its chunk's events in memory order; CSR row t0 * B + b0 * Kc + (t - t0) * nb + g is input
 // row t * B + b0 + g (chunk [t0, t0 + Kc), group of nb = min(G, B - b0) rows from b0), and each event's cols entry
-// is m * G + g, its input and its row in the group, which is all the kernels need to place it (no rows array: 2
-// fewer bytes per event to write and read back twice than a separate row index).
+// is m * G + g, its input and its row in the group, which is all the kernels need to place it (no rows array: 4
+// fewer bytes per event to write and read back twice than a separate row index; see event_input / event_row).
 template <typename S>
 int64_t events(int64_t R, int64_t M, const S* x, int64_t* rowptr, int32_t* cols, S* vals, int32_t* rows,
                int64_t cap, int64_t B, int64_t K, int64_t G, int32_t* ones) {
@@ -1149,8 +1149,8 @@ void dhsfnn_bwd(int reset, NORSE_DH_BWD_PARAMS(S)) {
 // delayed-XOR / DEAP widths). The tile loops above keep the state of Bc rows in L1 arrays and make several passes
 // over them per step; at these widths their loads, stores and loop set-up cost more than the arithmetic. Here the
 // state of G batch rows (branch currents, membrane, last spikes) and the per-neuron factors stay in registers
-// through a chunk of K steps, and a row's branch values are laid out branch-major ([d][n]: D blocks of N), so the branch sum and
-// the broadcast of a neuron's adjoint to its branches are plain vector operations. With one branch pattern shared
+// through a chunk of K steps, and a row's branch values are laid out branch-major ([d][n]: D blocks of N), so the
+// branch sum and the broadcast of a neuron's adjoint to its branches are plain vector operations. With one branch pattern shared
 // by all neurons whose branch index bof[m] never decreases with the input index m (the "contiguous" mask), an input
 // event feeds only its own branch: N multiply-adds instead of N * D ("compact"; the skipped products are the mask's
 // exact zeros, so the sums are unchanged). Training keeps a state checkpoint every K steps; the backward re-runs
@@ -1268,9 +1268,19 @@ __attribute__((always_inline)) inline V event_times(const S* __restrict vals, in
   return vals ? vals[k] * w : w;
 }
 
+// A blocked event's code m * G + g (see events): its input m and its row g within the group (G a power of 2: shifts).
+template <int G>
+__attribute__((always_inline)) inline int32_t event_input(int32_t code) {
+  return int32_t(uint32_t(code) / G);
+}
+template <int G>
+__attribute__((always_inline)) inline int32_t event_row(int32_t code) {
+  return int32_t(uint32_t(code) % G);
+}
+
 // Branch input of the G rows of one group step (CSR rows r0.., nb of them real; events coded m * G + g) into Ibuf
-// (G * P, branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running sums in
-// registers (restarted at a new segment, stored after every event: see event_flat_block). Rows past nb keep the
+// (G * P, branch-major): the bias, then the events in CSR order, each row's (compact: each (row, branch)'s) running
+// sums in registers (restarted at a new segment, stored after every event: see event_flat_block). Rows past nb keep the
 // bias.
 template <int NV, int DC, typename S>
 __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb, const int64_t* rowptr,
@@ -1292,9 +1302,8 @@ __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb
   if (bof) {
     V acc[NV] = {};
     for (int64_t k = k0; k < k1; ++k) {
-      const uint32_t code = uint32_t(cols[k]);  // m * G + g (blocked order, see events; G a power of 2: shifts)
-      const int32_t c = int32_t(code / G), d = bof[c];
-      const int32_t seg = int32_t(code % G) * DC + d;
+      const int32_t c = event_input<G>(cols[k]), d = bof[c];
+      const int32_t seg = event_row<G>(cols[k]) * DC + d;
       const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
       prev = seg;
       const S* __restrict w = wn + int64_t(c) * N;
@@ -1308,10 +1317,10 @@ __attribute__((always_inline)) inline void narrow_project(int64_t r0, int64_t nb
   } else {
     V acc[DC * NV] = {};
     for (int64_t k = k0; k < k1; ++k) {
-      const int32_t seg = int32_t(uint32_t(cols[k]) % G);
+      const int32_t seg = event_row<G>(cols[k]);
       const VM keep = VM{} + typename VMask<S>::elem(seg == prev ? -1 : 0);
       prev = seg;
-      const S* __restrict w = wn + int64_t(int32_t(uint32_t(cols[k]) / G)) * P;
+      const S* __restrict w = wn + int64_t(event_input<G>(cols[k])) * P;
       S* __restrict o = Ibuf + int64_t(seg) * P;
 #pragma GCC unroll 16
       for (int v = 0; v < DC * NV; ++v) {
@@ -1542,16 +1551,16 @@ void narrow_bwd(int64_t T, int64_t B, int64_t M, int64_t K, const int64_t* rowpt
           const int64_t r0 = csr0 + (t - t0) * nb, k0 = rowptr[r0], k1 = rowptr[r0 + nb];
           if (bof) {
             for (int64_t k = k0; k < k1; ++k) {
-              const int32_t m = int32_t(uint32_t(cols[k]) / G);
-              const S* __restrict gr = Gbuf + (int32_t(uint32_t(cols[k]) % G)) * P + bof[m] * N;
+              const int32_t m = event_input<G>(cols[k]);
+              const S* __restrict gr = Gbuf + event_row<G>(cols[k]) * P + bof[m] * N;
               S* __restrict o = gwn.data() + int64_t(m) * N;
 #pragma GCC unroll 16
               for (int v = 0; v < NV; ++v) vstore(o + v * L, vload(o + v * L) + event_times(vals, k, vload(gr + v * L)));
             }
           } else {
             for (int64_t k = k0; k < k1; ++k) {
-              const S* __restrict gr = Gbuf + (int32_t(uint32_t(cols[k]) % G)) * P;
-              S* __restrict o = gwn.data() + int64_t(int32_t(uint32_t(cols[k]) / G)) * P;
+              const S* __restrict gr = Gbuf + event_row<G>(cols[k]) * P;
+              S* __restrict o = gwn.data() + int64_t(event_input<G>(cols[k])) * P;
 #pragma GCC unroll 16
               for (int v = 0; v < DC * NV; ++v)
                 vstore(o + v * L, vload(o + v * L) + event_times(vals, k, vload(gr + v * L)));

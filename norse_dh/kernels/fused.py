@@ -330,6 +330,5 @@ def dhsfnn_sequence(
     train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
     # one shared, monotone branch pattern ("contiguous"): each input event feeds only its branch (narrow kernel)
     branch_of = _projection.plan_for(mask, M, D).branch_of if nv and mask is not None and D > 1 else None
-    cfg = {"reset": RESET_CODES[reset], "mg": mg, "T": T, "B": B, "K": K, "train": train, "narrow": nv}
-    cfg["branch_of"] = branch_of
+    cfg = dict(reset=RESET_CODES[reset], mg=mg, T=T, B=B, K=K, train=train, narrow=nv, branch_of=branch_of)
     return _FusedDHSFNN.apply(*inputs, events, cfg)
